@@ -1,0 +1,2 @@
+//! braid
+pub mod raft;
