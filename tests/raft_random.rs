@@ -180,22 +180,20 @@ impl Run {
                     raft.tick();
                 }
             }
-            20..=44 => {
-                if !self.cluster.network.is_empty() {
-                    let position = if faults && self.rng.gen_bool(0.3) {
-                        self.rng.gen_range(0..self.cluster.network.len()) // reorder
-                    } else {
-                        0
-                    };
+            20..=44 if !self.cluster.network.is_empty() => {
+                let position = if faults && self.rng.gen_bool(0.3) {
+                    self.rng.gen_range(0..self.cluster.network.len()) // reorder
+                } else {
+                    0
+                };
+                if faults && self.rng.gen_bool(0.05) {
+                    self.cluster.network.remove(position); // loss
+                } else {
                     if faults && self.rng.gen_bool(0.05) {
-                        self.cluster.network.remove(position); // loss
-                    } else {
-                        if faults && self.rng.gen_bool(0.05) {
-                            let copy = self.cluster.network[position].clone();
-                            self.cluster.network.push(copy); // duplication
-                        }
-                        self.cluster.deliver_at(position);
+                        let copy = self.cluster.network[position].clone();
+                        self.cluster.network.push(copy); // duplication
                     }
+                    self.cluster.deliver_at(position);
                 }
             }
             45..=59 => {
@@ -299,11 +297,7 @@ impl Run {
                     self.cluster.crash(victim);
                 }
             }
-            97..=99 => {
-                if !self.cluster.node(id).is_up() {
-                    self.cluster.restart(id);
-                }
-            }
+            97..=99 if !self.cluster.node(id).is_up() => self.cluster.restart(id),
             _ => {}
         }
         self.oracle.check_node(&self.cluster, id, self.seed, step);
@@ -353,13 +347,9 @@ impl Run {
                 continue;
             }
             let members = self.cluster.node(leader).raft().conf_state().clone();
-            let done = members.members().all(|member| {
-                self.cluster
-                    .node(member)
-                    .applied_data
-                    .iter()
-                    .any(|data| *data == marker)
-            });
+            let done = members
+                .members()
+                .all(|member| self.cluster.node(member).applied_data.contains(&marker));
             if done {
                 return;
             }

@@ -43,19 +43,10 @@ impl Raft {
                 self.leader = message.from;
                 self.handle_snapshot(message);
             }
-            MessageKind::Propose => {
-                if self.leader != NodeId::NONE {
-                    let mut forward = message;
-                    forward.to = self.leader;
-                    self.send(forward);
-                }
-            }
-            MessageKind::TransferLeader => {
-                if self.leader != NodeId::NONE {
-                    let mut forward = message;
-                    forward.to = self.leader;
-                    self.send(forward);
-                }
+            MessageKind::Propose | MessageKind::TransferLeader if self.leader != NodeId::NONE => {
+                let mut forward = message;
+                forward.to = self.leader;
+                self.send(forward);
             }
             MessageKind::ReadIndexResponse => self.read_states.push(ReadState {
                 index: message.index,

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# braid's whole test suite: formatting, lints, every test, and a check that the
+# code still builds for the simulator. CI runs exactly this (.ci/run).
+set -uo pipefail
+cd "$(dirname "$0")"
+
+jobs="${BRAID_TEST_JOBS:-2}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+
+step() { echo; echo "== $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check || status=1
+
+step "cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets -j "$jobs" -- -D warnings || status=1
+
+step "cargo test (workspace)"
+cargo test --workspace -j "$jobs" 2>&1 | tee "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+step "simulation build (--cfg madsim, target/sim)"
+cargo build --workspace --lib -j "$jobs" \
+    --config "target.'cfg(all())'.rustflags = ['--cfg=madsim']" --target-dir target/sim || status=1
+
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+[ "$status" -eq 0 ] && echo "suite: OK" || echo "suite: FAILED (see the sections above)"
+echo "${passed} passed, ${failed} failed"
+exit "$status"
