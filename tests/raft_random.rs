@@ -128,7 +128,78 @@ impl Oracle {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Tick,
+    Deliver,
+    StartReady,
+    FinishReady,
+    Propose,
+    Read,
+    Compact,
+    Transfer,
+    Membership,
+    Partition,
+    Crash,
+    Restart,
+}
+
+/// The fault mix, drawn per seed (swarm testing): many seeds hammer one or
+/// two fault classes hard instead of every seed sprinkling a little of each.
+#[derive(Debug)]
+struct Knobs {
+    weights: Vec<(Action, u32)>,
+    loss: f64,
+    duplicate: f64,
+    reorder: f64,
+    /// Chance that a crash hits the current leader.
+    target_leader: f64,
+}
+
+impl Knobs {
+    fn random(rng: &mut SmallRng) -> Knobs {
+        fn choose<T: Copy>(rng: &mut SmallRng, options: &[T]) -> T {
+            options[rng.gen_range(0..options.len())]
+        }
+        let crash = choose(rng, &[0, 1, 3, 8]);
+        let weights = vec![
+            (Action::Tick, 20),
+            (Action::Deliver, 25),
+            (Action::StartReady, 15),
+            (Action::FinishReady, 15),
+            (Action::Propose, choose(rng, &[3, 10, 20])),
+            (Action::Read, choose(rng, &[0, 3])),
+            (Action::Compact, choose(rng, &[0, 1, 3])),
+            (Action::Transfer, choose(rng, &[0, 1, 2])),
+            (Action::Membership, choose(rng, &[0, 1, 2])),
+            (Action::Partition, choose(rng, &[0, 1, 3, 6])),
+            (Action::Crash, crash),
+            (Action::Restart, crash.max(1) * 2),
+        ];
+        Knobs {
+            weights,
+            loss: choose(rng, &[0.0, 0.02, 0.1]),
+            duplicate: choose(rng, &[0.0, 0.05]),
+            reorder: choose(rng, &[0.0, 0.3]),
+            target_leader: choose(rng, &[0.0, 0.5, 0.9]),
+        }
+    }
+
+    fn pick(&self, rng: &mut SmallRng) -> Action {
+        let total: u32 = self.weights.iter().map(|(_, weight)| weight).sum();
+        let mut roll = rng.gen_range(0..total);
+        for (action, weight) in &self.weights {
+            if roll < *weight {
+                return *action;
+            }
+            roll -= weight;
+        }
+        unreachable!("roll below the total weight")
+    }
+}
+
 struct Run {
+    knobs: Knobs,
     rng: SmallRng,
     cluster: Cluster,
     oracle: Oracle,
@@ -157,6 +228,7 @@ impl Run {
             cluster.add_node(config, conf.clone());
         }
         Run {
+            knobs: Knobs::random(&mut rng),
             rng,
             cluster,
             oracle: Oracle::default(),
@@ -173,43 +245,43 @@ impl Run {
 
     fn step(&mut self, step: usize, faults: bool) {
         let id = self.random_node();
-        let roll = self.rng.gen_range(0..100);
-        match roll {
-            0..=19 => {
+        let action = self.knobs.pick(&mut self.rng);
+        match action {
+            Action::Tick => {
                 if let Some(raft) = self.cluster.node_mut(id).raft.as_mut() {
                     raft.tick();
                 }
             }
-            20..=44 if !self.cluster.network.is_empty() => {
-                let position = if faults && self.rng.gen_bool(0.3) {
+            Action::Deliver if !self.cluster.network.is_empty() => {
+                let position = if faults && self.rng.gen_bool(self.knobs.reorder) {
                     self.rng.gen_range(0..self.cluster.network.len()) // reorder
                 } else {
                     0
                 };
-                if faults && self.rng.gen_bool(0.05) {
+                if faults && self.rng.gen_bool(self.knobs.loss) {
                     self.cluster.network.remove(position); // loss
                 } else {
-                    if faults && self.rng.gen_bool(0.05) {
+                    if faults && self.rng.gen_bool(self.knobs.duplicate) {
                         let copy = self.cluster.network[position].clone();
                         self.cluster.network.push(copy); // duplication
                     }
                     self.cluster.deliver_at(position);
                 }
             }
-            45..=59 => {
+            Action::StartReady => {
                 self.cluster.start_ready(id);
             }
-            60..=74 => {
+            Action::FinishReady => {
                 self.cluster.finish_ready(id);
             }
-            75..=84 => {
+            Action::Propose => {
                 self.proposals += 1;
                 let data = Bytes::from(format!("v{}-{}", self.seed, self.proposals));
                 if let Some(raft) = self.cluster.node_mut(id).raft.as_mut() {
                     let _ = raft.propose(data);
                 }
             }
-            85..=87 => {
+            Action::Read => {
                 self.reads += 1;
                 let context = Bytes::from(format!("read-{}", self.reads));
                 let floor = self.oracle.highest_commit;
@@ -219,19 +291,19 @@ impl Run {
                     }
                 }
             }
-            88 => {
+            Action::Compact => {
                 let applied = self.cluster.node(id).machine.applied;
                 if self.cluster.node(id).is_up() && self.cluster.node(id).in_flight.is_none() {
                     let _ = self.cluster.compact(id, applied);
                 }
             }
-            89 => {
+            Action::Transfer => {
                 let to = self.random_node();
                 if let Some(raft) = self.cluster.node_mut(id).raft.as_mut() {
                     let _ = raft.transfer_leader(to);
                 }
             }
-            90 => {
+            Action::Membership => {
                 // Membership: toggle one node between voter, learner and removed.
                 let target = self.random_node();
                 let Some(raft) = self.cluster.node_mut(id).raft.as_mut() else {
@@ -258,7 +330,7 @@ impl Run {
                     context: Bytes::new(),
                 });
             }
-            91..=93 if faults => {
+            Action::Partition if faults => {
                 let groups = self.rng.gen_range(1..=3);
                 let assignment: Vec<Vec<NodeId>> = (0..groups)
                     .map(|group| {
@@ -279,7 +351,7 @@ impl Run {
                     self.cluster.partition(&shuffled);
                 }
             }
-            94..=96 if faults => {
+            Action::Crash if faults => {
                 // Prefer a node whose disk write is in flight: that is where
                 // acknowledging before persisting would lose data.
                 let writing: Vec<NodeId> = self
@@ -288,7 +360,15 @@ impl Run {
                     .copied()
                     .filter(|node| self.cluster.node(*node).in_flight.is_some())
                     .collect();
-                let victim = if !writing.is_empty() && self.rng.gen_bool(0.5) {
+                let leader = self
+                    .cluster
+                    .leaders()
+                    .iter()
+                    .max_by_key(|(_, term)| *term)
+                    .map(|(node, _)| *node);
+                let victim = if let Some(leader) = leader.filter(|_| self.rng.gen_bool(self.knobs.target_leader)) {
+                    leader
+                } else if !writing.is_empty() && self.rng.gen_bool(0.5) {
                     writing[self.rng.gen_range(0..writing.len())]
                 } else {
                     id
@@ -297,7 +377,7 @@ impl Run {
                     self.cluster.crash(victim);
                 }
             }
-            97..=99 if !self.cluster.node(id).is_up() => self.cluster.restart(id),
+            Action::Restart if !self.cluster.node(id).is_up() => self.cluster.restart(id),
             _ => {}
         }
         self.oracle.check_node(&self.cluster, id, self.seed, step);
@@ -373,7 +453,7 @@ fn randomized_clusters_stay_safe() {
     let seeds: Vec<u64> = match std::env::var("RAFT_SEED") {
         Ok(seed) => vec![seed.parse().expect("RAFT_SEED is a number")],
         Err(_) => {
-            let count: u64 = std::env::var("RAFT_SEEDS").map_or(500, |count| count.parse().unwrap());
+            let count: u64 = std::env::var("RAFT_SEEDS").map_or(2000, |count| count.parse().unwrap());
             let from: u64 = std::env::var("RAFT_SEED_FROM").map_or(1, |from| from.parse().unwrap());
             (from..from + count).collect()
         }

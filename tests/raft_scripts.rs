@@ -115,6 +115,7 @@ impl Script {
         config.election_ticks = get("election").map_or(10, |value| value.parse().unwrap());
         config.heartbeat_ticks = get("heartbeat").map_or(1, |value| value.parse().unwrap());
         config.max_inflight_messages = get("inflight").map_or(256, |value| value.parse().unwrap());
+        config.max_message_bytes = get("maxmsg").map_or(1024 * 1024, |value| value.parse().unwrap());
         config
     }
 
