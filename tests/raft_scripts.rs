@@ -396,12 +396,16 @@ impl Script {
                 out.push_str("ok\n");
             }
             "expect-same-state" => {
+                // Every running member of the newest leader's configuration
+                // (all running nodes if there is no leader) holds the same state.
+                let newest_leader = self.cluster.leaders().into_iter().max_by_key(|(_, term)| *term);
+                let members = newest_leader.map(|(leader, _)| self.cluster.node(leader).raft().conf_state().clone());
                 let machines: Vec<_> = self
                     .cluster
                     .nodes
-                    .values()
-                    .filter(|node| node.is_up())
-                    .map(|node| node.machine)
+                    .iter()
+                    .filter(|(id, node)| node.is_up() && members.as_ref().is_none_or(|conf| conf.contains(**id)))
+                    .map(|(_, node)| node.machine)
                     .collect();
                 assert!(
                     machines.windows(2).all(|pair| pair[0] == pair[1]),

@@ -230,6 +230,17 @@ impl RaftLog {
         self.snapshot = snapshot;
     }
 
+    /// Entries in `(after, through]` that this log still holds.
+    pub fn entries_between(&self, after: Index, through: Index) -> impl Iterator<Item = &Entry> {
+        let first = self.first_index().0;
+        let start = after.0.max(first - 1) + 1 - first;
+        let end = (through.0 + 1)
+            .saturating_sub(first)
+            .min(self.entries.len() as u64)
+            .max(start);
+        self.entries.range(start as usize..end as usize)
+    }
+
     /// Every entry still held, for conf-state replay and test inspection.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter()

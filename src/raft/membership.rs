@@ -51,8 +51,8 @@ impl Raft {
         }
         let changes: Vec<ConfChange> = self
             .log
-            .entries()
-            .filter(|entry| entry.index > old && entry.index <= index && entry.kind == EntryKind::ConfChange)
+            .entries_between(old, index)
+            .filter(|entry| entry.kind == EntryKind::ConfChange)
             .filter_map(|entry| ConfChange::decode(&entry.data))
             .collect();
         if !changes.is_empty() {

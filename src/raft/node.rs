@@ -671,7 +671,7 @@ impl Raft {
     /// the snapshot's, then each valid membership change in the log.
     pub(super) fn conf_state_at(&self, index: Index) -> ConfState {
         let mut conf = self.log.snapshot.meta.conf_state.clone();
-        for entry in self.log.entries().take_while(|entry| entry.index <= index) {
+        for entry in self.log.entries_between(Index(0), index) {
             if entry.kind == EntryKind::ConfChange {
                 if let Some(change) = ConfChange::decode(&entry.data) {
                     // Invalid changes are skipped identically on every node.

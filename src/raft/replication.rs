@@ -81,7 +81,7 @@ impl Raft {
             self.check_conf_change(entry, entries.len())?;
         }
         self.append_entries(entries);
-        if let Some(last) = self.log.entries().last() {
+        if let Some(last) = self.log.entry(self.log.last_index()) {
             if last.kind == EntryKind::ConfChange {
                 self.pending_conf_index = last.index;
             }
