@@ -3,4 +3,9 @@
 //! Modules in reading order (see README.md for the full code map):
 //!
 //! - [`raft`]: the pure, deterministic consensus core.
+//! - [`io`]: the only door to the OS: log, page and directory devices
+//!   (io_uring, a pwrite/fdatasync fallback, fault-injecting memory) and clocks.
+//! - [`wal`]: the append-only log: framing, segments, recovery.
+pub mod io;
 pub mod raft;
+pub mod wal;
