@@ -6,6 +6,10 @@
 //! - [`io`]: the only door to the OS: log, page and directory devices
 //!   (io_uring, a pwrite/fdatasync fallback, fault-injecting memory) and clocks.
 //! - [`wal`]: the append-only log: framing, segments, recovery.
+//! - [`btree`]: the copy-on-write B+tree file (pages, double meta, free list).
+//! - [`server`]: the node, composing raft + wal + mvcc over io; peer transport.
+pub mod btree;
 pub mod io;
 pub mod raft;
+pub mod server;
 pub mod wal;

@@ -51,8 +51,8 @@ fn header() -> Option<pb::ResponseHeader> {
 #[test]
 fn put_request_matches_hand_encoding() {
     let put = pb::PutRequest {
-        key: b"foo".to_vec(),
-        value: b"bar".to_vec(),
+        key: bytes::Bytes::from_static(b"foo"),
+        value: bytes::Bytes::from_static(b"bar"),
         lease: 7,
         prev_kv: true,
         ..Default::default()
@@ -70,8 +70,8 @@ fn put_request_matches_hand_encoding() {
 #[test]
 fn range_request_matches_hand_encoding() {
     let range = pb::RangeRequest {
-        key: b"a".to_vec(),
-        range_end: b"b".to_vec(),
+        key: bytes::Bytes::from_static(b"a"),
+        range_end: bytes::Bytes::from_static(b"b"),
         limit: 10,
         revision: 300,
         sort_order: range_request::SortOrder::Descend as i32,
@@ -99,9 +99,9 @@ fn compare_value_uses_field_7_and_range_end_field_64() {
     let compare = pb::Compare {
         result: compare::CompareResult::NotEqual as i32,
         target: compare::CompareTarget::Value as i32,
-        key: b"k".to_vec(),
-        target_union: Some(compare::TargetUnion::Value(b"v".to_vec())),
-        range_end: b"z".to_vec(),
+        key: bytes::Bytes::from_static(b"k"),
+        target_union: Some(compare::TargetUnion::Value(bytes::Bytes::from_static(b"v"))),
+        range_end: bytes::Bytes::from_static(b"z"),
     };
     #[rustfmt::skip]
     let expected = [
@@ -135,7 +135,7 @@ fn compare_target_union_numbers() {
 #[test]
 fn watch_create_request_matches_hand_encoding() {
     let create = pb::WatchCreateRequest {
-        key: b"w".to_vec(),
+        key: bytes::Bytes::from_static(b"w"),
         start_revision: 5,
         filters: vec![
             watch_create_request::FilterType::Noput as i32,
@@ -190,11 +190,11 @@ fn watch_request_cancel_and_progress_numbers() {
 #[test]
 fn key_value_matches_hand_encoding() {
     let kv = mvccpb::KeyValue {
-        key: b"foo".to_vec(),
+        key: bytes::Bytes::from_static(b"foo"),
         create_revision: 2,
         mod_revision: 3,
         version: 1,
-        value: b"bar".to_vec(),
+        value: bytes::Bytes::from_static(b"bar"),
         lease: 0x1234,
     };
     #[rustfmt::skip]
@@ -216,7 +216,7 @@ fn watch_response_events_are_field_11() {
         events: vec![mvccpb::Event {
             r#type: event::EventType::Delete as i32,
             kv: Some(mvccpb::KeyValue {
-                key: b"a".to_vec(),
+                key: bytes::Bytes::from_static(b"a"),
                 mod_revision: 4,
                 ..Default::default()
             }),
@@ -349,7 +349,7 @@ fn lease_message_numbers() {
         id: 1,
         ttl: 2,
         granted_ttl: 3,
-        keys: vec![b"k".to_vec()],
+        keys: vec![bytes::Bytes::from_static(b"k")],
     };
     let expected = [(1, Bytes), (2, Varint), (3, Varint), (4, Varint), (5, Bytes)];
     assert_eq!(sorted_layout(&time_to_live), expected);
@@ -383,7 +383,7 @@ fn maintenance_message_numbers() {
     let chunk = pb::SnapshotResponse {
         header: header(),
         remaining_bytes: 1,
-        blob: vec![0],
+        blob: bytes::Bytes::from_static(&[0]),
     };
     assert_eq!(sorted_layout(&chunk), [(1, Bytes), (2, Varint), (3, Bytes)]);
 
@@ -419,15 +419,15 @@ fn auth_message_numbers() {
 
     let permission = authpb::Permission {
         perm_type: permission::Type::Readwrite as i32,
-        key: b"a".to_vec(),
-        range_end: b"b".to_vec(),
+        key: bytes::Bytes::from_static(b"a"),
+        range_end: bytes::Bytes::from_static(b"b"),
     };
     assert_wire(&permission, &[0x08, 2, 0x12, 1, b'a', 0x1a, 1, b'b']);
 
     let revoke_permission = pb::AuthRoleRevokePermissionRequest {
         role: "r".into(),
-        key: b"a".to_vec(),
-        range_end: b"b".to_vec(),
+        key: bytes::Bytes::from_static(b"a"),
+        range_end: bytes::Bytes::from_static(b"b"),
     };
     assert_wire(&revoke_permission, &[0x0a, 1, b'r', 0x12, 1, b'a', 0x1a, 1, b'b']);
 
@@ -475,8 +475,8 @@ fn txn_op_oneof_numbers() {
 #[test]
 fn lock_election_and_health_numbers() {
     let leader = v3electionpb::LeaderKey {
-        name: b"e".to_vec(),
-        key: b"e/1".to_vec(),
+        name: bytes::Bytes::from_static(b"e"),
+        key: bytes::Bytes::from_static(b"e/1"),
         rev: 2,
         lease: 1,
     };
@@ -485,15 +485,15 @@ fn lock_election_and_health_numbers() {
         [(1, Bytes), (2, Bytes), (3, Varint), (4, Varint)]
     );
     let campaign = v3electionpb::CampaignRequest {
-        name: b"e".to_vec(),
+        name: bytes::Bytes::from_static(b"e"),
         lease: 1,
-        value: b"v".to_vec(),
+        value: bytes::Bytes::from_static(b"v"),
     };
     assert_wire(&campaign, &[0x0a, 1, b'e', 0x10, 1, 0x1a, 1, b'v']);
 
     let lock = v3lockpb::LockResponse {
         header: header(),
-        key: b"l/1".to_vec(),
+        key: bytes::Bytes::from_static(b"l/1"),
     };
     assert_eq!(sorted_layout(&lock), [(1, Bytes), (2, Bytes)]);
 
@@ -529,15 +529,16 @@ fn peer_frame_checksum_is_fixed32_and_raft_message_round_trips() {
             data: braidpb::ConfChange {
                 r#type: braidpb::ConfChangeType::AddLearner as i32,
                 node_id: 4,
-                context: b"peer urls".to_vec(),
+                context: bytes::Bytes::from_static(b"peer urls"),
             }
-            .encode_to_vec(),
+            .encode_to_vec()
+            .into(),
         }],
         commit: 6,
         reject: true,
         reject_hint: 7,
         reject_term: 8,
-        context: b"read 1".to_vec(),
+        context: bytes::Bytes::from_static(b"read 1"),
         snapshot: Some(braidpb::Snapshot {
             meta: Some(braidpb::SnapshotMeta {
                 index: 5,
@@ -547,7 +548,7 @@ fn peer_frame_checksum_is_fixed32_and_raft_message_round_trips() {
                     learners: vec![4],
                 }),
             }),
-            data: b"state".to_vec(),
+            data: bytes::Bytes::from_static(b"state"),
         }),
     };
     let payload = raft.encode_to_vec();
@@ -558,7 +559,7 @@ fn peer_frame_checksum_is_fixed32_and_raft_message_round_trips() {
         from: 1,
         to: 2,
         cluster_id: 3,
-        payload,
+        payload: payload.clone().into(),
         crc32: 0xdead_beef,
     };
     let encoded = frame.encode_to_vec();

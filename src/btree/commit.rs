@@ -1,0 +1,173 @@
+//! Commit: give every dirty node and large value pages, rewrite the free list,
+//! write and sync them, then write and sync the meta slot (see `mod.rs`).
+
+use bytes::Bytes;
+
+use crate::btree::freelist::FreeList;
+use crate::btree::meta::Meta;
+use crate::btree::node::{encode_branch, encode_leaf, Child, Node, Value};
+use crate::btree::page::{encode_chain, Layout, PageType};
+use crate::btree::{BTreeError, Result, Shared, TxnId, WriteTxn};
+use crate::io::{PageId, PageStore};
+
+/// Hands out pages: reusable free pages first, then new pages at the end.
+struct Allocator {
+    /// Pages freed at or before this txn are safe to overwrite.
+    bound: TxnId,
+    next_page: u64,
+}
+
+impl Allocator {
+    fn allocate(&mut self, free: &mut FreeList) -> PageId {
+        free.pop_reusable(self.bound).unwrap_or_else(|| {
+            self.next_page += 1;
+            PageId(self.next_page - 1)
+        })
+    }
+}
+
+/// Poisons the tree if a commit stops between changing the writer's
+/// in-memory free list and making the meta page durable (an error, or the
+/// future being dropped): that state no longer matches any commit.
+struct PoisonUnlessDone<'a, S: PageStore> {
+    shared: &'a Shared<S>,
+    txn: TxnId,
+    done: bool,
+}
+
+impl<S: PageStore> Drop for PoisonUnlessDone<'_, S> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared
+                .poison(format!("commit of txn {} did not finish", self.txn.0));
+        }
+    }
+}
+
+struct Spill<'a> {
+    layout: Layout,
+    txn: TxnId,
+    allocator: &'a mut Allocator,
+    free: &'a mut FreeList,
+    pages: &'a mut Vec<(PageId, Bytes)>,
+}
+
+impl Spill<'_> {
+    /// Writes arena node `node` and its dirty descendants; returns its page.
+    fn node(&mut self, arena: &mut [Node], node: usize) -> PageId {
+        match std::mem::replace(&mut arena[node], Node::Leaf(Vec::new())) {
+            Node::Leaf(mut entries) => {
+                for entry in &mut entries {
+                    if let Value::Large(bytes) = &entry.value {
+                        let len = u32::try_from(bytes.len()).expect("put() bounds values below 4 GiB");
+                        let count = self.layout.overflow_pages(u64::from(len));
+                        let ids: Vec<PageId> = (0..count).map(|_| self.allocator.allocate(self.free)).collect();
+                        self.pages
+                            .extend(encode_chain(self.layout, PageType::Overflow, self.txn, &ids, bytes));
+                        entry.value = Value::Overflow { first: ids[0], len };
+                    }
+                }
+                let id = self.allocator.allocate(self.free);
+                self.pages.push((id, encode_leaf(self.layout, id, self.txn, &entries)));
+                id
+            }
+            Node::Branch(entries) => {
+                let children: Vec<(Bytes, PageId)> = entries
+                    .into_iter()
+                    .map(|entry| match entry.child {
+                        Child::Page(id) => (entry.key, id),
+                        Child::Dirty(child) => (entry.key, self.node(arena, child)),
+                    })
+                    .collect();
+                let id = self.allocator.allocate(self.free);
+                self.pages
+                    .push((id, encode_branch(self.layout, id, self.txn, &children)));
+                id
+            }
+        }
+    }
+}
+
+impl<S: PageStore> WriteTxn<S> {
+    /// Makes the transaction durable and visible; returns its txn id (the
+    /// base's when nothing changed, in which case nothing is written). On a
+    /// write or sync error, or if this future is dropped before it finishes,
+    /// the tree is poisoned: reopen it.
+    pub async fn commit(mut self) -> Result<TxnId> {
+        self.check_usable()?;
+        if !self.changed {
+            return Ok(self.base.txn);
+        }
+        let shared = std::sync::Arc::clone(&self.shared);
+        let layout = shared.layout;
+        let txn = TxnId(self.base.txn.0 + 1);
+        let mut guard = PoisonUnlessDone {
+            shared: &shared,
+            txn,
+            done: false,
+        };
+        let mut allocator = Allocator {
+            bound: shared.reusable_bound(),
+            next_page: self.base.page_count,
+        };
+        let writer = &mut *self.writer;
+        let mut pages = Vec::new();
+
+        let root = match self.root {
+            Child::Page(id) => id,
+            Child::Dirty(node) => {
+                let mut spill = Spill {
+                    layout,
+                    txn,
+                    allocator: &mut allocator,
+                    free: &mut writer.free,
+                    pages: &mut pages,
+                };
+                spill.node(&mut self.arena, node)
+            }
+        };
+
+        // This commit frees what it replaced and the previous free-list pages;
+        // none of them is reusable before this commit is durable.
+        let old_list_pages = std::mem::take(&mut writer.free_list_pages);
+        writer.free.push(txn, self.freed.drain(..).chain(old_list_pages));
+        // Taking pages for the list only shrinks it, so this loop ends; pages
+        // beyond what the final list needs stay in the chain, empty.
+        let mut list_pages = Vec::new();
+        while list_pages.len() < writer.free.pages_needed(layout) {
+            list_pages.push(allocator.allocate(&mut writer.free));
+        }
+        pages.extend(encode_chain(
+            layout,
+            PageType::FreeList,
+            txn,
+            &list_pages,
+            &writer.free.encode(),
+        ));
+
+        let meta = Meta {
+            txn,
+            root,
+            free_list: list_pages.first().copied().unwrap_or(PageId(0)),
+            page_count: allocator.next_page,
+            entry_count: self.entry_count,
+        };
+        let meta_page = meta.encode(layout, PageType::Meta, meta.slot());
+        let store = &shared.store;
+        let written = async {
+            store.write_pages(pages).await?;
+            store.sync().await?;
+            store.write_pages(vec![(meta.slot(), meta_page)]).await?;
+            store.sync().await
+        }
+        .await;
+        if let Err(error) = written {
+            shared.poison(format!("commit of txn {} failed: {error}", txn.0));
+            return Err(BTreeError::Io(error));
+        }
+        writer.free_list_pages = list_pages;
+        shared.publish(meta, writer.free.len());
+        guard.done = true;
+        Ok(txn)
+    }
+}

@@ -1,0 +1,371 @@
+//! A copy-on-write B+tree in one page file (DESIGN.md invariant 3).
+//!
+//! The tree knows pages, not MVCC. It reads pages only through
+//! [`PageStore::read_page`] (an mmap in production, memory in tests) and writes
+//! them only through [`PageStore::write_pages`]; it never changes a page that a
+//! committed meta page or a live reader can see.
+//!
+//! # File
+//!
+//! Pages of `page_size` bytes (4 KiB by default, a power of two from 512 to
+//! 64 KiB). Pages 0 and 1 are the meta slots (`meta.rs`); every other page is a
+//! leaf, a branch, an overflow page (values too large for a leaf, chained), or a
+//! free-list page (`freelist.rs`). Every page carries a crc32 over itself, its
+//! own id (catches misdirected writes), its type and the id of the transaction
+//! that wrote it (`page.rs` has the byte layout).
+//!
+//! # Commit protocol
+//!
+//! 1. Every node the transaction changed was copied into memory; it gets a page
+//!    freed by a transaction no live snapshot predates, or a new page at the end.
+//! 2. `write_pages` (tree, overflow and free-list pages), then `sync`.
+//! 3. `write_pages` of meta slot `txn % 2` (the older slot), then `sync`.
+//!
+//! A crash before step 3 lands leaves the previous meta in charge, and nothing
+//! it reaches was touched. A torn meta page fails its checksum and open falls
+//! back to the other slot, the previous commit. A failed write or sync, or a
+//! commit future dropped half-way, poisons the tree: every later call fails
+//! until it is reopened from what is durable (fsyncgate: never retry a sync).
+//!
+//! # Invariants
+//!
+//! - A page reachable from the newest commit or from a live reader's snapshot is
+//!   never written. A page freed by txn `f` is reused only when every live
+//!   snapshot is at least `f` (`freelist.rs`).
+//! - A child page's txn id is at most its parent's: a reused page showing up
+//!   under an old parent is reported as corruption, never read as data.
+//! - Pages `2..page_count` are each exactly one of: reachable from the root,
+//!   in the free list, or a page of the free list itself (`verify`).
+//! - Keys are at most [`BTree::key_bytes_max`] (half a page minus 64 bytes:
+//!   1984 bytes with 4 KiB pages); larger keys get [`BTreeError::KeyTooLarge`].
+//!   Values are below 4 GiB; values over a quarter page live in overflow chains.
+//!
+//! # Concurrency
+//!
+//! One writer at a time ([`BTree::write`] waits for the previous [`WriteTxn`]
+//! to end), any number of readers ([`BTree::read`]); readers never wait for the
+//! writer and see the commit that was newest when they started. Returned keys
+//! and values are copies: they never alias page store memory.
+
+mod commit;
+mod error;
+mod freelist;
+mod meta;
+mod node;
+mod page;
+mod read;
+mod snapshot;
+#[cfg(any(test, feature = "verify"))]
+mod verify;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::io::{PageId, PageStore};
+
+pub use error::{BTreeError, Result};
+pub use read::{RangeIter, ReadTxn};
+pub use snapshot::{SnapshotRestore, SnapshotStream};
+#[cfg(any(test, feature = "verify"))]
+pub use verify::VerifyReport;
+pub use write::WriteTxn;
+
+use freelist::FreeList;
+use meta::{Meta, FIRST_DATA_PAGE};
+use page::{Layout, PageType};
+
+/// Identifies a commit. Commit `n + 1` follows commit `n`; a fresh file is at 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TxnId(pub u64);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BTreeOptions {
+    /// Must equal the store's page size and, for an existing file, the size it
+    /// was created with.
+    pub page_size: usize,
+}
+
+impl Default for BTreeOptions {
+    fn default() -> Self {
+        BTreeOptions { page_size: 4096 }
+    }
+}
+
+/// Sizes of the newest commit (etcd's dbSize is `file_bytes`, dbSizeInUse is `in_use_bytes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub txn_id: TxnId,
+    pub page_size: usize,
+    /// Pages in the file, meta pages included.
+    pub page_count: u64,
+    /// Pages in the free list, reusable now or once older readers finish.
+    pub free_page_count: u64,
+    pub entry_count: u64,
+    pub file_bytes: u64,
+    pub in_use_bytes: u64,
+    pub live_readers: usize,
+    pub oldest_reader_txn: Option<TxnId>,
+}
+
+/// The tree: a cheap handle, clone it to share between tasks.
+pub struct BTree<S: PageStore> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: PageStore> std::fmt::Debug for BTree<S> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("BTree").field("stats", &self.stats()).finish()
+    }
+}
+
+impl<S: PageStore> Clone for BTree<S> {
+    fn clone(&self) -> Self {
+        BTree {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+pub(crate) struct Shared<S> {
+    pub(crate) store: S,
+    pub(crate) layout: Layout,
+    readers: Mutex<Readers>,
+    writer: Arc<tokio::sync::Mutex<WriterState>>,
+    /// Set once by the first failed write, sync or cancelled commit.
+    poison: OnceLock<String>,
+}
+
+/// The newest commit and the snapshots still being read, under one lock so a
+/// reader's snapshot and its registration cannot be split by a commit.
+struct Readers {
+    newest: Meta,
+    free_page_count: u64,
+    /// Snapshot txn -> number of live `ReadTxn`s holding it.
+    live: BTreeMap<TxnId, usize>,
+}
+
+/// What only the writer touches.
+pub(crate) struct WriterState {
+    pub(crate) free: FreeList,
+    /// Pages holding the newest commit's free list; freed by the next commit.
+    pub(crate) free_list_pages: Vec<PageId>,
+}
+
+impl<S: PageStore> Shared<S> {
+    fn lock_readers(&self) -> std::sync::MutexGuard<'_, Readers> {
+        self.readers.lock().expect("reader registry lock poisoned by a panic")
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(cause) => Err(BTreeError::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn poison(&self, cause: String) {
+        // The first cause wins; later ones are consequences.
+        let _ = self.poison.set(cause);
+    }
+
+    /// Registers a reader of the newest commit and returns that commit.
+    pub(crate) fn register_newest(&self) -> Meta {
+        let mut readers = self.lock_readers();
+        let newest = readers.newest;
+        *readers.live.entry(newest.txn).or_insert(0) += 1;
+        newest
+    }
+
+    pub(crate) fn register(&self, txn: TxnId) {
+        let mut readers = self.lock_readers();
+        let count = readers.live.get_mut(&txn);
+        let count = count.unwrap_or_else(|| panic!("cloning a reader of txn {} that is not registered", txn.0));
+        *count += 1;
+    }
+
+    pub(crate) fn deregister(&self, txn: TxnId) {
+        let mut readers = self.lock_readers();
+        let count = readers.live.get_mut(&txn);
+        let count = count.unwrap_or_else(|| panic!("dropping a reader of txn {} that is not registered", txn.0));
+        *count -= 1;
+        if *count == 0 {
+            readers.live.remove(&txn);
+        }
+    }
+
+    /// Pages freed at or before this txn may be written by the next commit.
+    /// A reader registering after this call gets the newest commit, which
+    /// reaches no page in the free list, so it needs no protection.
+    pub(crate) fn reusable_bound(&self) -> TxnId {
+        let readers = self.lock_readers();
+        let oldest = readers.live.keys().next().copied();
+        oldest.map_or(readers.newest.txn, |oldest| oldest.min(readers.newest.txn))
+    }
+
+    pub(crate) fn publish(&self, newest: Meta, free_page_count: u64) {
+        let mut readers = self.lock_readers();
+        assert!(
+            newest.txn > readers.newest.txn,
+            "commit {} published after {}",
+            newest.txn.0,
+            readers.newest.txn.0
+        );
+        readers.newest = newest;
+        readers.free_page_count = free_page_count;
+    }
+}
+
+impl<S: PageStore> BTree<S> {
+    /// Opens the tree in `store`, creating an empty one if the store holds no
+    /// commit yet (an empty store, or a crash during creation).
+    pub async fn open(store: S, options: BTreeOptions) -> Result<BTree<S>> {
+        let layout = Layout::new(options.page_size)?;
+        if store.page_size() != layout.page_size {
+            return Err(BTreeError::PageSizeMismatch {
+                expected: layout.page_size,
+                found: store.page_size(),
+            });
+        }
+        let meta = match newest_meta(&store, layout)? {
+            Some(meta) => meta,
+            None => create(&store, layout).await?,
+        };
+        let (free, free_list_pages) = read::read_free_list(&store, layout, &meta)?;
+        let free_page_count = free.len();
+        let shared = Shared {
+            store,
+            layout,
+            readers: Mutex::new(Readers {
+                newest: meta,
+                free_page_count,
+                live: BTreeMap::new(),
+            }),
+            writer: Arc::new(tokio::sync::Mutex::new(WriterState { free, free_list_pages })),
+            poison: OnceLock::new(),
+        };
+        Ok(BTree {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// A consistent snapshot of the newest commit. Cheap; never waits for the writer.
+    pub fn read(&self) -> Result<ReadTxn<S>> {
+        self.shared.check_poison()?;
+        let meta = self.shared.register_newest();
+        Ok(ReadTxn::new(Arc::clone(&self.shared), meta))
+    }
+
+    /// Starts the write transaction, waiting for the previous one to end.
+    pub async fn write(&self) -> Result<WriteTxn<S>> {
+        self.shared.check_poison()?;
+        let writer = Arc::clone(&self.shared.writer).lock_owned().await;
+        self.shared.check_poison()?;
+        let base = self.shared.lock_readers().newest;
+        Ok(WriteTxn::new(Arc::clone(&self.shared), writer, base))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let readers = self.shared.lock_readers();
+        let page_size = self.shared.layout.page_size as u64;
+        Stats {
+            txn_id: readers.newest.txn,
+            page_size: self.shared.layout.page_size,
+            page_count: readers.newest.page_count,
+            free_page_count: readers.free_page_count,
+            entry_count: readers.newest.entry_count,
+            file_bytes: readers.newest.page_count * page_size,
+            in_use_bytes: (readers.newest.page_count - readers.free_page_count) * page_size,
+            live_readers: readers.live.values().sum(),
+            oldest_reader_txn: readers.live.keys().next().copied(),
+        }
+    }
+
+    pub fn page_size(&self) -> usize {
+        self.shared.layout.page_size
+    }
+
+    /// The largest key `put` accepts: half a page minus 64 bytes.
+    pub fn key_bytes_max(&self) -> usize {
+        self.shared.layout.key_bytes_max()
+    }
+
+    /// The store underneath (for its owner's fault injection and stats).
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+}
+
+/// The valid meta slot with the higher txn id; `None` if the store never
+/// finished creating a tree. A slot that fails its checksum is skipped (torn
+/// write); a slot with a valid checksum but foreign contents is an error.
+fn newest_meta<S: PageStore>(store: &S, layout: Layout) -> Result<Option<Meta>> {
+    let mut newest: Option<Meta> = None;
+    let mut first_error = None;
+    for slot in [PageId(0), PageId(1)] {
+        let page = match store.read_page(slot) {
+            Ok(page) => page,
+            Err(source) => {
+                first_error.get_or_insert(BTreeError::ReadFailed { page_id: slot, source });
+                continue;
+            }
+        };
+        if !page::checksum_ok(layout, &page) {
+            // Torn or never written: the other slot holds the newest durable commit.
+            first_error.get_or_insert(BTreeError::corrupt(slot, "meta page fails its checksum".to_string()));
+            continue;
+        }
+        match Meta::decode(layout, slot, &page, PageType::Meta) {
+            Ok(meta) if meta.slot() == slot => {
+                if newest.is_none_or(|newest| meta.txn > newest.txn) {
+                    newest = Some(meta);
+                }
+            }
+            Ok(meta) => {
+                return Err(BTreeError::corrupt(
+                    slot,
+                    format!("meta of txn {} in the wrong slot", meta.txn.0),
+                ));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if newest.is_some() {
+        return Ok(newest);
+    }
+    // The first commit needs at least pages 0..=3 (its root lands on page 3 or
+    // later), so a file of three pages or fewer with no valid meta never
+    // committed anything: creation was cut short.
+    if store.page_count() <= FIRST_DATA_PAGE + 1 {
+        return Ok(None);
+    }
+    Err(first_error.unwrap_or_else(|| BTreeError::corrupt(PageId(0), "no valid meta page".to_string())))
+}
+
+/// Writes an empty tree: an empty root leaf at page 2, synced before the meta
+/// of txn 0 in slot 0.
+async fn create<S: PageStore>(store: &S, layout: Layout) -> Result<Meta> {
+    let meta = Meta {
+        txn: TxnId(0),
+        root: PageId(FIRST_DATA_PAGE),
+        free_list: PageId(0),
+        page_count: 3,
+        entry_count: 0,
+    };
+    let root = node::encode_leaf(layout, meta.root, meta.txn, &[]);
+    store
+        .write_pages(vec![(meta.root, root)])
+        .await
+        .map_err(BTreeError::Io)?;
+    store.sync().await.map_err(BTreeError::Io)?;
+    let meta_page = meta.encode(layout, PageType::Meta, meta.slot());
+    store
+        .write_pages(vec![(meta.slot(), meta_page)])
+        .await
+        .map_err(BTreeError::Io)?;
+    store.sync().await.map_err(BTreeError::Io)?;
+    Ok(meta)
+}
