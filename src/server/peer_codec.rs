@@ -36,7 +36,7 @@ fn kind_to_proto(kind: MessageKind) -> braidpb::MessageType {
         MessageKind::Heartbeat => T::Heartbeat,
         MessageKind::HeartbeatResponse => T::HeartbeatResponse,
         MessageKind::Snapshot => T::Snapshot,
-        MessageKind::Propose => T::Unspecified,
+        MessageKind::Propose => T::Propose,
         MessageKind::ReadIndex => T::ReadIndex,
         MessageKind::ReadIndexResponse => T::ReadIndexResponse,
         MessageKind::TimeoutNow => T::TimeoutNow,
@@ -60,6 +60,7 @@ fn kind_from_proto(value: i32) -> Result<MessageKind, FrameError> {
         T::ReadIndexResponse => MessageKind::ReadIndexResponse,
         T::TimeoutNow => MessageKind::TimeoutNow,
         T::TransferLeader => MessageKind::TransferLeader,
+        T::Propose => MessageKind::Propose,
         T::Unspecified => return Err(FrameError::UnknownType(value)),
     };
     Ok(kind)
@@ -91,14 +92,8 @@ fn entry_from_proto(entry: braidpb::Entry) -> Result<Entry, FrameError> {
     })
 }
 
-/// Converts a core message to the peer protocol. Proposals are never sent
-/// between members by braid (the server forwards client requests itself), so
-/// a `Propose` is a caller bug.
+/// Converts a core message to the peer protocol.
 pub fn message_to_proto(message: &Message) -> braidpb::RaftMessage {
-    assert!(
-        message.kind != MessageKind::Propose,
-        "raft proposals are not forwarded between members"
-    );
     braidpb::RaftMessage {
         r#type: kind_to_proto(message.kind) as i32,
         from: message.from.0,
@@ -246,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn every_kind_but_propose_round_trips() {
+    fn every_kind_round_trips() {
         use MessageKind::*;
         for kind in [
             Append,
@@ -262,6 +257,7 @@ mod tests {
             ReadIndexResponse,
             TimeoutNow,
             TransferLeader,
+            Propose,
         ] {
             let message = Message::new(kind, NodeId(3), NodeId(1), Term(2));
             let decoded = decode_frame(1, NodeId(1), encode_frame(1, &message)).unwrap();
