@@ -7,9 +7,12 @@
 //!   (io_uring, a pwrite/fdatasync fallback, fault-injecting memory) and clocks.
 //! - [`wal`]: the append-only log: framing, segments, recovery.
 //! - [`btree`]: the copy-on-write B+tree file (pages, double meta, free list).
+//! - [`mvcc`]: etcd's revision model, key index, range/put/delete/txn,
+//!   compaction, hashes and watches, over a small backend seam.
 //! - [`server`]: the node, composing raft + wal + mvcc over io; peer transport.
 pub mod btree;
 pub mod io;
+pub mod mvcc;
 pub mod raft;
 pub mod server;
 pub mod wal;

@@ -1,0 +1,469 @@
+//! The in-memory key index (etcd's `keyIndex`/`treeIndex`): for every key, the revisions at
+//! which it changed, grouped into generations. A generation starts with the put that created
+//! the key and ends with the tombstone that deleted it; the last generation is open (empty if
+//! the key is currently deleted). Values live in the backend, addressed by revision.
+//!
+//! The index may hold revisions newer than the store's published revision while the writer
+//! is applying a batch; every lookup takes the revision to read at, so readers never see them.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::mvcc::encoding::RevisionKey;
+use crate::mvcc::types::LeaseId;
+
+/// A key range with etcd's `key`/`range_end` conventions (COMPAT §2.0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    start: Bytes,
+    end: RangeEnd,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RangeEnd {
+    /// `range_end` empty: just `start`.
+    Single,
+    /// `[start, end)`; empty when `end <= start`.
+    Before(Bytes),
+    /// `range_end == "\0"`: every key ≥ `start`.
+    Unbounded,
+}
+
+impl KeyRange {
+    pub fn new(key: Bytes, range_end: Bytes) -> Self {
+        let end = if range_end.is_empty() {
+            RangeEnd::Single
+        } else if range_end[..] == [0] {
+            RangeEnd::Unbounded
+        } else {
+            RangeEnd::Before(range_end)
+        };
+        KeyRange { start: key, end }
+    }
+
+    pub fn single(key: Bytes) -> Self {
+        KeyRange {
+            start: key,
+            end: RangeEnd::Single,
+        }
+    }
+
+    pub fn start(&self) -> &Bytes {
+        &self.start
+    }
+
+    pub fn end(&self) -> &RangeEnd {
+        &self.end
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(&self.end, RangeEnd::Before(end) if end <= &self.start)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match &self.end {
+            RangeEnd::Single => key == &self.start[..],
+            RangeEnd::Before(end) => &self.start[..] <= key && key < &end[..],
+            RangeEnd::Unbounded => &self.start[..] <= key,
+        }
+    }
+
+    fn bounds(&self) -> Option<KeyBounds<'_>> {
+        let start = Bound::Included(&self.start[..]);
+        match &self.end {
+            RangeEnd::Single => Some((start, Bound::Included(&self.start[..]))),
+            RangeEnd::Before(end) if end <= &self.start => None,
+            RangeEnd::Before(end) => Some((start, Bound::Excluded(&end[..]))),
+            RangeEnd::Unbounded => Some((start, Bound::Unbounded)),
+        }
+    }
+}
+
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
+/// One life of a key: from its creating put to its tombstone (if any).
+#[derive(Clone, Debug, Default)]
+struct Generation {
+    /// Main revision of the creating put (kept after compaction trims `revisions`).
+    created: i64,
+    /// Number of changes in this generation, tombstone included (etcd's `ver`); the version of
+    /// `revisions[i]` is `version - (len - 1 - i)`, which survives compaction.
+    version: i64,
+    /// Invariant: strictly increasing.
+    revisions: Vec<RevisionKey>,
+}
+
+/// What a key looked like at some revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub modified: RevisionKey,
+    pub created: i64,
+    pub version: i64,
+}
+
+#[derive(Clone, Debug)]
+struct KeyHistory {
+    /// Invariant: non-empty; every generation but the last is non-empty and ends with a
+    /// tombstone.
+    generations: Vec<Generation>,
+    /// The lease of the newest revision (`NONE` when deleted): the writer's attachment view.
+    lease: LeaseId,
+}
+
+impl KeyHistory {
+    fn new() -> Self {
+        KeyHistory {
+            generations: vec![Generation::default()],
+            lease: LeaseId::NONE,
+        }
+    }
+
+    fn last_revision(&self) -> Option<RevisionKey> {
+        self.generations
+            .iter()
+            .rev()
+            .find_map(|generation| generation.revisions.last().copied())
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.generations.last().expect("non-empty").revisions.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.generations.len() == 1 && self.generations[0].revisions.is_empty()
+    }
+
+    fn put(&mut self, revision: RevisionKey) {
+        if let Some(last) = self.last_revision() {
+            assert!(revision > last, "put at {revision:?} not after {last:?}");
+        }
+        let generation = self.generations.last_mut().expect("non-empty");
+        if generation.revisions.is_empty() {
+            generation.created = revision.main;
+        }
+        generation.revisions.push(revision);
+        generation.version += 1;
+    }
+
+    fn tombstone(&mut self, revision: RevisionKey) {
+        assert!(self.is_alive(), "tombstone at {revision:?} of a deleted key");
+        self.put(revision);
+        self.generations.push(Generation::default());
+        self.lease = LeaseId::NONE;
+    }
+
+    /// etcd's `findGeneration`: the generation alive at `at`, if any.
+    fn generation_at(&self, at: i64) -> Option<&Generation> {
+        let last = self.generations.len() - 1;
+        for (position, generation) in self.generations.iter().enumerate().rev() {
+            let Some(first) = generation.revisions.first() else {
+                continue;
+            };
+            if position != last && generation.revisions.last().expect("non-empty").main <= at {
+                return None;
+            }
+            if first.main <= at {
+                return Some(generation);
+            }
+        }
+        None
+    }
+
+    fn get(&self, at: i64) -> Option<Found> {
+        let generation = self.generation_at(at)?;
+        let count = generation.revisions.partition_point(|revision| revision.main <= at);
+        let position = count.checked_sub(1)?;
+        let newer = (generation.revisions.len() - 1 - position) as i64;
+        Some(Found {
+            modified: generation.revisions[position],
+            created: generation.created,
+            version: generation.version - newer,
+        })
+    }
+
+    fn contains(&self, revision: RevisionKey) -> bool {
+        self.generations
+            .iter()
+            .any(|generation| generation.revisions.binary_search(&revision).is_ok())
+    }
+
+    /// etcd 3.5.33 `keyIndex.compact`: drop the generations that ended before `at` (one whose
+    /// tombstone is exactly `at` is kept, so a watch from the compact revision still sees that
+    /// delete), and in the first remaining generation keep only the newest revision ≤ `at`
+    /// and what follows it.
+    fn compact(&mut self, at: i64) {
+        let last = self.generations.len() - 1;
+        let mut first_kept = 0;
+        while first_kept < last {
+            let tombstone = self.generations[first_kept]
+                .revisions
+                .last()
+                .expect("closed generation")
+                .main;
+            if tombstone >= at {
+                break;
+            }
+            first_kept += 1;
+        }
+        let generation = &mut self.generations[first_kept];
+        let count = generation.revisions.partition_point(|revision| revision.main <= at);
+        if count > 1 {
+            generation.revisions.drain(..count - 1);
+        }
+        self.generations.drain(..first_kept);
+    }
+}
+
+/// All keys' histories, ordered by key.
+#[derive(Clone, Debug, Default)]
+pub struct KeyIndex {
+    keys: BTreeMap<Bytes, KeyHistory>,
+}
+
+impl KeyIndex {
+    pub fn new() -> Self {
+        KeyIndex::default()
+    }
+
+    /// Number of keys with any retained history.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn get(&self, key: &[u8], at: i64) -> Option<Found> {
+        self.keys.get(key)?.get(at)
+    }
+
+    /// Visits the keys of `range` alive at `at`, in key order.
+    pub fn visit_alive(&self, range: &KeyRange, at: i64, mut visit: impl FnMut(&Bytes, Found)) {
+        let Some(bounds) = range.bounds() else { return };
+        for (key, history) in self.keys.range::<[u8], _>(bounds) {
+            if let Some(found) = history.get(at) {
+                visit(key, found);
+            }
+        }
+    }
+
+    /// Visits every key alive at `at`.
+    pub fn visit_all_alive(&self, at: i64, mut visit: impl FnMut(&Bytes, Found)) {
+        for (key, history) in &self.keys {
+            if let Some(found) = history.get(at) {
+                visit(key, found);
+            }
+        }
+    }
+
+    /// Visits every referenced revision at or below `at`.
+    pub fn visit_revisions_at_or_below(&self, at: i64, mut visit: impl FnMut(RevisionKey)) {
+        for history in self.keys.values() {
+            let revisions = history.generations.iter().flat_map(|generation| &generation.revisions);
+            for revision in revisions.take_while(|revision| revision.main <= at) {
+                visit(*revision);
+            }
+        }
+    }
+
+    /// The keys of `range` alive at `at` (up to `limit`, 0 = all) and how many there are in all.
+    pub fn revisions(&self, range: &KeyRange, at: i64, limit: usize) -> (Vec<RevisionKey>, usize) {
+        let mut revisions = Vec::new();
+        let mut total = 0;
+        self.visit_alive(range, at, |_, found| {
+            if limit == 0 || revisions.len() < limit {
+                revisions.push(found.modified);
+            }
+            total += 1;
+        });
+        (revisions, total)
+    }
+
+    pub fn alive_keys(&self, range: &KeyRange, at: i64) -> Vec<Bytes> {
+        let mut keys = Vec::new();
+        self.visit_alive(range, at, |key, _| keys.push(key.clone()));
+        keys
+    }
+
+    /// The lease attached to `key`'s newest revision (the writer's view).
+    pub fn latest_lease(&self, key: &[u8]) -> LeaseId {
+        self.keys.get(key).map_or(LeaseId::NONE, |history| history.lease)
+    }
+
+    pub fn put(&mut self, key: &Bytes, revision: RevisionKey, lease: LeaseId) {
+        let history = self.keys.entry(key.clone()).or_insert_with(KeyHistory::new);
+        history.put(revision);
+        history.lease = lease;
+    }
+
+    /// Panics unless `key` is alive (the writer only deletes keys it found alive).
+    pub fn tombstone(&mut self, key: &[u8], revision: RevisionKey) {
+        match self.keys.get_mut(key) {
+            Some(history) => history.tombstone(revision),
+            None => panic!("tombstone at {revision:?} of unknown key {key:?}"),
+        }
+    }
+
+    /// Rebuild: a put read from the backend. The first revision seen of a key may have lost its
+    /// predecessors to compaction, so its creation and version come from the stored value.
+    pub fn restore_put(&mut self, key: &Bytes, created: i64, revision: RevisionKey, version: i64, lease: LeaseId) {
+        match self.keys.get_mut(key) {
+            Some(history) => history.put(revision),
+            None => {
+                let generation = Generation {
+                    created,
+                    version,
+                    revisions: vec![revision],
+                };
+                self.keys.insert(
+                    key.clone(),
+                    KeyHistory {
+                        generations: vec![generation],
+                        lease: LeaseId::NONE,
+                    },
+                );
+            }
+        }
+        self.keys.get_mut(key).expect("just inserted").lease = lease;
+    }
+
+    /// Rebuild: a tombstone read from the backend. A tombstone kept at the compact revision may
+    /// have lost its whole generation (etcd's `restoreTombstone`).
+    pub fn restore_tombstone(&mut self, key: &Bytes, revision: RevisionKey) {
+        match self.keys.get_mut(key) {
+            Some(history) if history.is_alive() => history.tombstone(revision),
+            // etcd logs and ignores a tombstone on a deleted key; compaction never leaves one.
+            Some(history) => {
+                panic!("restored tombstone at {revision:?} of deleted key {key:?}: {history:?}")
+            }
+            None => {
+                let generation = Generation {
+                    created: 0,
+                    version: 1,
+                    revisions: vec![revision],
+                };
+                let history = KeyHistory {
+                    generations: vec![generation, Generation::default()],
+                    lease: LeaseId::NONE,
+                };
+                self.keys.insert(key.clone(), history);
+            }
+        }
+    }
+
+    /// Drops history that no read at a revision ≥ `at` needs.
+    pub fn compact(&mut self, at: i64) {
+        self.keys.retain(|_, history| {
+            history.compact(at);
+            !history.is_empty()
+        });
+    }
+
+    /// Whether `revision` of `key` is still part of the index (physical compaction deletes the
+    /// backend entries that are not).
+    pub fn contains(&self, key: &[u8], revision: RevisionKey) -> bool {
+        self.keys.get(key).is_some_and(|history| history.contains(revision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    fn revision(main: i64) -> RevisionKey {
+        RevisionKey::new(main, 0)
+    }
+
+    #[test]
+    fn key_range_conventions() {
+        assert!(KeyRange::new(key("a"), Bytes::new()).contains(b"a"));
+        assert!(!KeyRange::new(key("a"), Bytes::new()).contains(b"ab"));
+        let prefix = KeyRange::new(key("a"), key("b"));
+        assert!(prefix.contains(b"a") && prefix.contains(b"a\xff") && !prefix.contains(b"b"));
+        let from_key = KeyRange::new(key("m"), Bytes::from_static(&[0]));
+        assert!(from_key.contains(b"m") && from_key.contains(b"\xff\xff") && !from_key.contains(b"l"));
+        assert!(KeyRange::new(key("b"), key("a")).is_empty());
+        assert!(KeyRange::new(key("b"), key("b")).is_empty());
+        assert!(KeyRange::new(Bytes::from_static(&[0]), Bytes::from_static(&[0])).contains(b"\x00"));
+    }
+
+    #[test]
+    fn versions_and_generations() {
+        let mut index = KeyIndex::new();
+        index.put(&key("k"), revision(2), LeaseId::NONE);
+        index.put(&key("k"), revision(3), LeaseId::NONE);
+        index.tombstone(b"k", revision(4));
+        index.put(&key("k"), revision(5), LeaseId::NONE);
+        assert_eq!(index.get(b"k", 1), None);
+        assert_eq!(
+            index.get(b"k", 2),
+            Some(Found {
+                modified: revision(2),
+                created: 2,
+                version: 1
+            })
+        );
+        assert_eq!(
+            index.get(b"k", 3),
+            Some(Found {
+                modified: revision(3),
+                created: 2,
+                version: 2
+            })
+        );
+        assert_eq!(index.get(b"k", 4), None);
+        assert_eq!(
+            index.get(b"k", 5),
+            Some(Found {
+                modified: revision(5),
+                created: 5,
+                version: 1
+            })
+        );
+    }
+
+    #[test]
+    fn compaction_keeps_what_later_reads_need() {
+        let mut index = KeyIndex::new();
+        // k: put 2, put 3, delete 4, put 5. j: put 6, delete 7.
+        index.put(&key("k"), revision(2), LeaseId::NONE);
+        index.put(&key("k"), revision(3), LeaseId::NONE);
+        index.tombstone(b"k", revision(4));
+        index.put(&key("k"), revision(5), LeaseId::NONE);
+        index.put(&key("j"), revision(6), LeaseId::NONE);
+        index.tombstone(b"j", revision(7));
+
+        index.compact(3);
+        assert!(!index.contains(b"k", revision(2)));
+        assert!(index.contains(b"k", revision(3)) && index.contains(b"k", revision(4)));
+        assert_eq!(
+            index.get(b"k", 3),
+            Some(Found {
+                modified: revision(3),
+                created: 2,
+                version: 2
+            })
+        );
+
+        // The tombstone at the compact revision itself stays (etcd ≥ 3.5.16).
+        index.compact(7);
+        assert!(!index.contains(b"k", revision(3)) && !index.contains(b"k", revision(4)));
+        assert!(index.contains(b"j", revision(7)));
+        assert_eq!(index.get(b"j", 7), None);
+        assert_eq!(
+            index.get(b"k", 7),
+            Some(Found {
+                modified: revision(5),
+                created: 5,
+                version: 1
+            })
+        );
+
+        index.compact(8);
+        assert_eq!(index.len(), 1, "j's dead history is gone");
+    }
+}
