@@ -1,0 +1,196 @@
+//! What the API layer sees of a running node: propose a write and wait for its
+//! result, wait for a linearizable read point, read the store, and describe
+//! the member. Everything here is cheap to clone and safe to call from many
+//! request tasks at once.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::mvcc::{Backend, MvccError, MvccStore, WriteRequest, WriteResponse};
+use crate::raft::NodeId;
+
+/// Why a request could not be served. `api` maps each to etcd's gRPC code and text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServerError {
+    /// `etcdserver: no leader` (Unavailable).
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// `etcdserver: request timed out` (Unavailable).
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// `etcdserver: leader changed` (Unavailable): a read lost its leader mid-way.
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    /// `etcdserver: server stopped` (Unavailable).
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// `etcdserver: request is too large` (InvalidArgument).
+    #[error("etcdserver: request is too large")]
+    TooLarge,
+    /// `etcdserver: too many requests` (ResourceExhausted): apply is far behind commit.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// A request error decided when the entry was applied (compacted, future revision, …).
+    #[error("{0}")]
+    Mvcc(MvccError),
+    /// The storage failed; the node is stopping (fail-stop).
+    #[error("etcdserver: storage failure: {0}")]
+    Storage(String),
+}
+
+/// The `ResponseHeader` every etcd response carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    /// The member's current store revision (also for historical reads).
+    pub revision: i64,
+    pub raft_term: u64,
+}
+
+/// A member's view of itself, for `Maintenance.Status`, `/health` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    /// 0 when no leader is known.
+    pub leader: u64,
+    pub raft_term: u64,
+    /// The committed Raft index.
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    pub is_learner: bool,
+    /// Bytes of the state file, and of the pages in use.
+    pub db_size_bytes: i64,
+    pub db_size_in_use_bytes: i64,
+    pub is_leader: bool,
+    pub leader_changes_seen: u64,
+}
+
+/// Requests from the API to the node loop (public so tests can stand in for
+/// the node loop).
+pub enum Request {
+    Write {
+        request: WriteRequest,
+        reply: oneshot::Sender<Result<(WriteResponse, Header), ServerError>>,
+    },
+    LinearizableRead {
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+}
+
+/// Live status the node loop publishes for readers.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Published {
+    pub status: MemberStatus,
+}
+
+/// A handle to a running node, given to the API layer.
+pub struct NodeHandle<B: Backend> {
+    pub(crate) requests: mpsc::Sender<Request>,
+    pub(crate) store: MvccStore<B>,
+    pub(crate) published: Arc<Mutex<Published>>,
+    pub(crate) id: NodeId,
+    pub(crate) cluster_id: u64,
+    pub(crate) max_request_bytes: usize,
+}
+
+impl<B: Backend> Clone for NodeHandle<B> {
+    fn clone(&self) -> Self {
+        NodeHandle {
+            requests: self.requests.clone(),
+            store: self.store.clone(),
+            published: Arc::clone(&self.published),
+            id: self.id,
+            cluster_id: self.cluster_id,
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+}
+
+impl<B: Backend> NodeHandle<B> {
+    /// Creates a handle and the receiving end the node loop serves.
+    pub fn new(
+        store: MvccStore<B>,
+        id: NodeId,
+        cluster_id: u64,
+        max_request_bytes: usize,
+    ) -> (NodeHandle<B>, mpsc::Receiver<Request>) {
+        let (requests, inbox) = mpsc::channel(4096);
+        let published = Arc::new(Mutex::new(Published::default()));
+        let handle = NodeHandle {
+            requests,
+            store,
+            published,
+            id,
+            cluster_id,
+            max_request_bytes,
+        };
+        (handle, inbox)
+    }
+
+    /// Replaces the published status (the node loop calls this on every change).
+    pub fn publish(&self, status: MemberStatus) {
+        self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).status = status;
+    }
+
+    /// Replicates `request` through Raft and returns its result once this member
+    /// has applied it. The caller validates the request first (mvcc::validate_*).
+    pub async fn write(&self, request: WriteRequest) -> Result<(WriteResponse, Header), ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Write { request, reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)?
+    }
+
+    /// Waits until this member has applied everything committed before the call
+    /// (ReadIndex); a read from `store()` after it is linearizable.
+    pub async fn linearizable_barrier(&self) -> Result<(), ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::LinearizableRead { reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)?
+    }
+
+    /// The local store, for reads (serializable unless preceded by a barrier).
+    pub fn store(&self) -> &MvccStore<B> {
+        &self.store
+    }
+
+    /// A header with the member's current revision and term.
+    pub fn header(&self) -> Header {
+        let status = self.status();
+        Header {
+            cluster_id: self.cluster_id,
+            member_id: self.id.0,
+            revision: self.store.current_revision().0,
+            raft_term: status.raft_term,
+        }
+    }
+
+    pub fn status(&self) -> MemberStatus {
+        self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).status.clone()
+    }
+
+    pub fn has_leader(&self) -> bool {
+        self.status().leader != 0
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.id.0
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// `--max-request-bytes`: larger proposals get `etcdserver: request is too large`.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes
+    }
+}
