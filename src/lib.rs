@@ -9,8 +9,10 @@
 //! - [`btree`]: the copy-on-write B+tree file (pages, double meta, free list).
 //! - [`mvcc`]: etcd's revision model, key index, range/put/delete/txn,
 //!   compaction, hashes and watches, over a small backend seam.
+//! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
 //! - [`server`]: the node, composing raft + wal + mvcc over io; peer transport.
 pub mod btree;
+pub mod config;
 pub mod io;
 pub mod mvcc;
 pub mod raft;

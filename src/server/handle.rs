@@ -132,7 +132,10 @@ impl<B: Backend> NodeHandle<B> {
 
     /// Replaces the published status (the node loop calls this on every change).
     pub fn publish(&self, status: MemberStatus) {
-        self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).status = status;
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .status = status;
     }
 
     /// Replicates `request` through Raft and returns its result once this member
@@ -174,7 +177,11 @@ impl<B: Backend> NodeHandle<B> {
     }
 
     pub fn status(&self) -> MemberStatus {
-        self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).status.clone()
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .status
+            .clone()
     }
 
     pub fn has_leader(&self) -> bool {

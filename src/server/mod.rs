@@ -1,5 +1,7 @@
 //! The node: composes raft, wal and mvcc over io, and decides ordering.
 mod handle;
 pub mod peer_codec;
+pub mod proposal;
+pub mod transport;
 
 pub use handle::{Header, MemberStatus, NodeHandle, Request, ServerError};

@@ -1,0 +1,254 @@
+//! Raft messages between members over tonic: one long-lived client stream of
+//! checksummed frames per peer, reconnected with backoff.
+//!
+//! Raft tolerates lost messages, so the transport never blocks the node loop:
+//! each peer has a bounded queue; when it is full, or the connection breaks,
+//! messages are dropped — counted, logged, and reported to Raft as
+//! "unreachable" so the leader stops streaming blindly and probes instead.
+//! Nothing is dropped silently.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use braid_proto::braidpb;
+use braid_proto::braidpb::peer_client::PeerClient;
+use tokio::sync::mpsc;
+
+use super::peer_codec::{decode_frame, encode_frame};
+use crate::raft::{Message, NodeId};
+
+/// Per-peer queue of messages waiting for the connection.
+const PEER_QUEUE_MESSAGES: usize = 4096;
+/// Frames buffered inside one open stream.
+const STREAM_BUFFER_FRAMES: usize = 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Snapshots travel inside one frame; allow them to be large.
+pub const FRAME_BYTES_MAX: usize = 1 << 30;
+
+/// What the transport tells the node loop.
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// A message arrived from a peer.
+    Received(Message),
+    /// Messages to this peer were lost (queue full or connection broken).
+    Unreachable(NodeId),
+}
+
+#[derive(Default, Debug)]
+pub struct TransportCounters {
+    pub sent_frames: AtomicU64,
+    pub dropped_frames: AtomicU64,
+    pub received_frames: AtomicU64,
+    pub rejected_frames: AtomicU64,
+}
+
+struct Peer {
+    queue: mpsc::Sender<Message>,
+}
+
+/// The sending side, shared by the node loop.
+#[derive(Clone)]
+pub struct Transport {
+    local: NodeId,
+    cluster_id: u64,
+    peers: Arc<Mutex<BTreeMap<NodeId, Peer>>>,
+    events: mpsc::UnboundedSender<TransportEvent>,
+    pub counters: Arc<TransportCounters>,
+}
+
+impl Transport {
+    pub fn new(local: NodeId, cluster_id: u64, events: mpsc::UnboundedSender<TransportEvent>) -> Transport {
+        Transport {
+            local,
+            cluster_id,
+            peers: Arc::new(Mutex::new(BTreeMap::new())),
+            events,
+            counters: Arc::new(TransportCounters::default()),
+        }
+    }
+
+    /// Starts (or restarts) the sender for `peer` at `url` (`http://host:port`).
+    pub fn add_peer(&self, peer: NodeId, url: String) {
+        if peer == self.local {
+            return;
+        }
+        let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let sender = PeerSender {
+            peer,
+            url,
+            cluster_id: self.cluster_id,
+            events: self.events.clone(),
+            counters: Arc::clone(&self.counters),
+        };
+        tokio::spawn(sender.run(receiver));
+        self.lock_peers().insert(peer, Peer { queue });
+    }
+
+    /// Stops sending to `peer` (its sender task ends when its queue closes).
+    pub fn remove_peer(&self, peer: NodeId) {
+        self.lock_peers().remove(&peer);
+    }
+
+    /// Queues messages without waiting; what cannot be queued is dropped and
+    /// reported.
+    pub fn send(&self, messages: Vec<Message>) {
+        let mut unreachable = Vec::new();
+        {
+            let peers = self.lock_peers();
+            for message in messages {
+                let to = message.to;
+                let queued = peers.get(&to).is_some_and(|peer| peer.queue.try_send(message).is_ok());
+                if !queued {
+                    self.counters.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                    unreachable.push(to);
+                }
+            }
+        }
+        unreachable.dedup();
+        for peer in unreachable {
+            let _ = self.events.send(TransportEvent::Unreachable(peer));
+        }
+    }
+
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Peer>> {
+        self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+struct PeerSender {
+    peer: NodeId,
+    url: String,
+    cluster_id: u64,
+    events: mpsc::UnboundedSender<TransportEvent>,
+    counters: Arc<TransportCounters>,
+}
+
+impl PeerSender {
+    fn report_loss(&self, frames: u64) {
+        self.counters.dropped_frames.fetch_add(frames, Ordering::Relaxed);
+        let _ = self.events.send(TransportEvent::Unreachable(self.peer));
+    }
+
+    async fn run(self, mut queue: mpsc::Receiver<Message>) {
+        let mut backoff = BACKOFF_MIN;
+        // Connect lazily: only when there is something to send.
+        while let Some(first) = queue.recv().await {
+            let client = match PeerClient::connect(self.url.clone()).await {
+                Ok(client) => client,
+                Err(error) => {
+                    eprintln!("braid: cannot reach peer {:x} at {}: {error}", self.peer.0, self.url);
+                    self.report_loss(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let mut client = client
+                .max_decoding_message_size(FRAME_BYTES_MAX)
+                .max_encoding_message_size(FRAME_BYTES_MAX);
+            let (frames, frame_receiver) = mpsc::channel::<braidpb::Frame>(STREAM_BUFFER_FRAMES);
+            let stream = futures_util::stream::unfold(frame_receiver, |mut receiver| async move {
+                receiver.recv().await.map(|frame| (frame, receiver))
+            });
+            let call = tokio::spawn(async move { client.send(stream).await });
+            let mut next = Some(first);
+            let mut broken = false;
+            while let Some(message) = match next.take() {
+                Some(message) => Some(message),
+                None => queue.recv().await,
+            } {
+                let frame = encode_frame(self.cluster_id, &message);
+                if frames.send(frame).await.is_err() {
+                    broken = true;
+                    break;
+                }
+                self.counters.sent_frames.fetch_add(1, Ordering::Relaxed);
+                backoff = BACKOFF_MIN;
+            }
+            drop(frames);
+            if !broken {
+                return; // the queue closed: the peer was removed or we are stopping
+            }
+            if let Ok(Err(status)) = call.await {
+                eprintln!(
+                    "braid: stream to peer {:x} at {} broke: {}",
+                    self.peer.0,
+                    self.url,
+                    status.message()
+                );
+            }
+            self.report_loss(1);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// The receiving side: the `braidpb.Peer` gRPC service.
+pub struct PeerService {
+    local: NodeId,
+    cluster_id: u64,
+    events: mpsc::UnboundedSender<TransportEvent>,
+    counters: Arc<TransportCounters>,
+}
+
+impl PeerService {
+    pub fn new(transport: &Transport) -> PeerService {
+        PeerService {
+            local: transport.local,
+            cluster_id: transport.cluster_id,
+            events: transport.events.clone(),
+            counters: Arc::clone(&transport.counters),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl braidpb::peer_server::Peer for PeerService {
+    async fn send(
+        &self,
+        request: tonic::Request<tonic::Streaming<braidpb::Frame>>,
+    ) -> Result<tonic::Response<braidpb::SendAck>, tonic::Status> {
+        let mut stream = request.into_inner();
+        let mut accepted = 0u64;
+        while let Some(frame) = stream.message().await? {
+            match decode_frame(self.cluster_id, self.local, frame) {
+                Ok(message) => {
+                    accepted += 1;
+                    self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
+                    if self.events.send(TransportEvent::Received(message)).is_err() {
+                        return Err(tonic::Status::unavailable("etcdserver: server stopped"));
+                    }
+                }
+                Err(error) => {
+                    // A corrupt or misaddressed frame is dropped; Raft recovers
+                    // from the loss. Keep the stream: one bad frame is not a
+                    // reason to drop the good ones behind it.
+                    self.counters.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("braid: dropped a frame from a peer: {error}");
+                }
+            }
+        }
+        Ok(tonic::Response::new(braidpb::SendAck {
+            accepted_frames: accepted,
+        }))
+    }
+
+    async fn probe(
+        &self,
+        request: tonic::Request<braidpb::ProbeRequest>,
+    ) -> Result<tonic::Response<braidpb::ProbeResponse>, tonic::Status> {
+        let request = request.into_inner();
+        if request.cluster_id != self.cluster_id {
+            return Err(tonic::Status::failed_precondition("etcdserver: cluster ID mismatch"));
+        }
+        Ok(tonic::Response::new(braidpb::ProbeResponse {
+            member_id: self.local.0,
+            cluster_id: self.cluster_id,
+            removed: false,
+        }))
+    }
+}
