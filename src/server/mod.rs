@@ -1,5 +1,8 @@
 //! The node: composes raft, wal and mvcc over io, and decides ordering.
+pub mod cluster;
 mod handle;
+mod log_store;
+pub mod node;
 pub mod peer_codec;
 pub mod proposal;
 pub mod transport;

@@ -32,7 +32,7 @@ pub const FRAME_BYTES_MAX: usize = 1 << 30;
 #[derive(Debug)]
 pub enum TransportEvent {
     /// A message arrived from a peer.
-    Received(Message),
+    Received(Box<Message>),
     /// Messages to this peer were lost (queue full or connection broken).
     Unreachable(NodeId),
 }
@@ -188,6 +188,7 @@ impl PeerSender {
 }
 
 /// The receiving side: the `braidpb.Peer` gRPC service.
+#[derive(Clone)]
 pub struct PeerService {
     local: NodeId,
     cluster_id: u64,
@@ -219,7 +220,7 @@ impl braidpb::peer_server::Peer for PeerService {
                 Ok(message) => {
                     accepted += 1;
                     self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-                    if self.events.send(TransportEvent::Received(message)).is_err() {
+                    if self.events.send(TransportEvent::Received(Box::new(message))).is_err() {
                         return Err(tonic::Status::unavailable("etcdserver: server stopped"));
                     }
                 }

@@ -1,0 +1,532 @@
+//! The node loop: the one place that decides ordering (DESIGN.md invariant 6).
+//!
+//! One task owns the Raft core, the log store and the state machine. It waits
+//! for a closed set of events — a client request, a peer message, a transport
+//! loss report, a tick — handles every event that is already queued (so many
+//! client writes become one Raft batch and many reads one ReadIndex round),
+//! then works off `Ready` in the order `raft/mod.rs` documents:
+//!
+//! 1. send the leader's messages (they may leave before the local write),
+//! 2. append entries and hard state to the WAL and fsync (one group commit),
+//! 3. send the messages that promise durable state,
+//! 4. apply committed entries to MVCC in one B+tree commit that also records
+//!    the applied index, and answer the clients waiting on them,
+//! 5. release linearizable reads whose index is applied,
+//! 6. `advance`.
+//!
+//! A storage error ends the loop (fail-stop): nothing is acknowledged after it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
+use super::log_store::LogStore;
+use super::proposal::{self, Proposal};
+use super::transport::{PeerService, Transport, TransportEvent};
+use crate::btree::{BTree, BTreeOptions};
+use crate::io::{Clock, Dir};
+use crate::mvcc::{
+    ApplyEntry, ApplyOutcome, BTreeBackend, ConsistentIndex, MvccConfig, MvccStore, WriteBatch, WriteRequest,
+    WriteResponse,
+};
+use crate::raft::{self, ConfState, EntryKind, Index, NodeId, Raft, RaftError, Ready, Role};
+use crate::wal::{WalError, WalOptions};
+
+/// The name of the state file inside the data directory.
+pub const STATE_FILE: &str = "state.db";
+
+/// Everything a node needs to know to start.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    /// The bootstrap membership (`--initial-cluster`); empty when joining.
+    pub initial_conf: ConfState,
+    /// Peer URLs (`http://host:port`) of the other members.
+    pub peer_urls: BTreeMap<NodeId, String>,
+    /// `--heartbeat-interval`: one Raft tick.
+    pub tick: Duration,
+    /// `--election-timeout` in ticks.
+    pub election_ticks: u32,
+    pub pre_vote: bool,
+    pub max_request_bytes: usize,
+    /// How long a write or linearizable read may wait (etcd: 5 s + 2 × election timeout).
+    pub request_timeout: Duration,
+    pub wal: WalOptions,
+    pub page_size: usize,
+    /// Seeds election jitter.
+    pub seed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("WAL: {0}")]
+    Wal(#[from] WalError),
+    #[error("state file: {0}")]
+    State(String),
+    #[error("corrupt entry {index}: {reason}")]
+    CorruptEntry { index: u64, reason: String },
+}
+
+pub type Backend<D> = BTreeBackend<<D as Dir>::Pages>;
+
+/// A started node: the handle for the API, the peer service to serve, and the
+/// loop's task (which ends only with a fatal error).
+pub struct Started<D: Dir> {
+    pub handle: NodeHandle<Backend<D>>,
+    pub peer_service: PeerService,
+    pub task: tokio::task::JoinHandle<Result<(), NodeError>>,
+    /// Entries recovered from the WAL and the applied index found in the state file.
+    pub recovered_entries: usize,
+    pub recovered_applied: u64,
+}
+
+/// Opens the member's storage in `dir`, recovers, and starts the node loop.
+pub async fn start<D: Dir + Clone, C: Clock>(
+    options: NodeOptions,
+    dir: D,
+    clock: Arc<C>,
+) -> Result<Started<D>, NodeError> {
+    let (log, mut persisted) = LogStore::open(dir.clone(), options.wal.clone()).await?;
+    let pages = dir
+        .open_pages(STATE_FILE, options.page_size)
+        .await
+        .map_err(|error| NodeError::State(error.to_string()))?;
+    dir.sync_dir()
+        .await
+        .map_err(|error| NodeError::State(error.to_string()))?;
+    let tree = BTree::open(
+        pages,
+        BTreeOptions {
+            page_size: options.page_size,
+        },
+    )
+    .await
+    .map_err(|error| NodeError::State(error.to_string()))?;
+    let store = MvccStore::open(BTreeBackend::new(tree), MvccConfig::default())
+        .await
+        .map_err(|error| NodeError::State(error.to_string()))?;
+    let applied = store.consistent_index().index;
+    let recovered_entries = persisted.entries.len();
+    persisted.applied = Index(applied);
+    let last_logged = persisted.entries.last().map_or(0, |entry| entry.index.0);
+    if applied > last_logged && persisted.hard_state.commit.0 > 0 {
+        return Err(NodeError::State(format!(
+            "the state file has applied index {applied} but the WAL ends at {last_logged}: they do not belong together"
+        )));
+    }
+
+    let mut config = raft::Config::new(options.id);
+    config.election_ticks = options.election_ticks;
+    config.heartbeat_ticks = 1;
+    config.pre_vote = options.pre_vote;
+    config.check_quorum = true;
+    config.seed = options.seed;
+    let raft = Raft::new(config, persisted, options.initial_conf.clone());
+
+    let (events, event_inbox) = mpsc::unbounded_channel();
+    let transport = Transport::new(options.id, options.cluster_id, events);
+    for (peer, url) in &options.peer_urls {
+        transport.add_peer(*peer, url.clone());
+    }
+    let peer_service = PeerService::new(&transport);
+    let (handle, requests) = NodeHandle::new(store.clone(), options.id, options.cluster_id, options.max_request_bytes);
+    let node = NodeLoop {
+        options,
+        raft,
+        log,
+        store,
+        transport,
+        handle: handle.clone(),
+        clock,
+        next_request_id: 1,
+        pending_writes: BTreeMap::new(),
+        waiting_reads: Vec::new(),
+        reads_in_flight: BTreeMap::new(),
+        reads_awaiting_apply: Vec::new(),
+        next_read_context: 1,
+        proposals: Vec::new(),
+        leader: NodeId::NONE,
+        role: Role::Follower,
+        leader_changes: 0,
+    };
+    let task = tokio::spawn(node.run(requests, event_inbox));
+    Ok(Started {
+        handle,
+        peer_service,
+        task,
+        recovered_entries,
+        recovered_applied: applied,
+    })
+}
+
+type WriteReply = oneshot::Sender<Result<(WriteResponse, Header), ServerError>>;
+type ReadReply = oneshot::Sender<Result<(), ServerError>>;
+
+struct PendingWrite {
+    reply: WriteReply,
+    deadline_ns: u64,
+}
+
+struct PendingRead {
+    reply: ReadReply,
+    deadline_ns: u64,
+}
+
+struct NodeLoop<D: Dir, C: Clock> {
+    options: NodeOptions,
+    raft: Raft,
+    log: LogStore<D>,
+    store: MvccStore<Backend<D>>,
+    transport: Transport,
+    handle: NodeHandle<Backend<D>>,
+    clock: Arc<C>,
+    next_request_id: u64,
+    /// Writes proposed by this member, by request id, until applied.
+    pending_writes: BTreeMap<u64, PendingWrite>,
+    /// Reads that arrived since the last ReadIndex round was started.
+    waiting_reads: Vec<PendingRead>,
+    /// ReadIndex rounds in flight, by context.
+    reads_in_flight: BTreeMap<u64, Vec<PendingRead>>,
+    /// Confirmed reads waiting for the state machine to reach their index.
+    reads_awaiting_apply: Vec<(Index, Vec<PendingRead>)>,
+    next_read_context: u64,
+    /// Writes received in this round, proposed together.
+    proposals: Vec<(u64, Bytes)>,
+    leader: NodeId,
+    role: Role,
+    leader_changes: u64,
+}
+
+enum Event {
+    Request(Request),
+    Transport(TransportEvent),
+    Tick,
+    Closed,
+}
+
+impl<D: Dir, C: Clock> NodeLoop<D, C> {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut transport_events: mpsc::UnboundedReceiver<TransportEvent>,
+    ) -> Result<(), NodeError> {
+        let tick = self.options.tick;
+        let clock = Arc::clone(&self.clock);
+        let mut next_tick = Box::pin(clock.sleep(tick));
+        self.publish();
+        loop {
+            let event = tokio::select! {
+                request = requests.recv() => request.map_or(Event::Closed, Event::Request),
+                event = transport_events.recv() => event.map_or(Event::Closed, Event::Transport),
+                () = &mut next_tick => Event::Tick,
+            };
+            match event {
+                Event::Closed => return Ok(()),
+                Event::Tick => {
+                    next_tick = Box::pin(clock.sleep(tick));
+                    self.raft.tick();
+                    self.expire_requests();
+                }
+                Event::Request(request) => self.handle_request(request),
+                Event::Transport(event) => self.handle_transport(event),
+            }
+            // Take everything already queued: this is where batching happens.
+            while let Ok(request) = requests.try_recv() {
+                self.handle_request(request);
+            }
+            while let Ok(event) = transport_events.try_recv() {
+                self.handle_transport(event);
+            }
+            self.flush_proposals();
+            self.start_read_round();
+            while self.raft.has_ready() {
+                let ready = self.raft.ready();
+                self.handle_ready(ready).await?;
+            }
+            self.publish();
+        }
+    }
+
+    fn handle_request(&mut self, request: Request) {
+        let deadline_ns = self.clock.monotonic_ns() + self.options.request_timeout.as_nanos() as u64;
+        match request {
+            Request::Write { request, reply } => {
+                let id = self.next_request_id;
+                self.next_request_id += 1;
+                let data = proposal::encode(&Proposal {
+                    origin: self.options.id.0,
+                    id,
+                    request,
+                });
+                if data.len() > self.options.max_request_bytes {
+                    let _ = reply.send(Err(ServerError::TooLarge));
+                    return;
+                }
+                self.pending_writes.insert(id, PendingWrite { reply, deadline_ns });
+                self.proposals.push((id, data));
+            }
+            Request::LinearizableRead { reply } => self.waiting_reads.push(PendingRead { reply, deadline_ns }),
+        }
+    }
+
+    fn handle_transport(&mut self, event: TransportEvent) {
+        match event {
+            TransportEvent::Received(message) => self.raft.step(*message),
+            TransportEvent::Unreachable(peer) => self.raft.report_unreachable(peer),
+        }
+    }
+
+    /// Proposes every write queued in this round as one batch.
+    fn flush_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.proposals);
+        let (ids, data): (Vec<u64>, Vec<Bytes>) = batch.into_iter().unzip();
+        if let Err(error) = self.raft.propose_batch(data) {
+            let error = map_raft_error(error);
+            for id in ids {
+                if let Some(write) = self.pending_writes.remove(&id) {
+                    let _ = write.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Starts one ReadIndex round for every read that arrived in this round.
+    fn start_read_round(&mut self) {
+        if self.waiting_reads.is_empty() {
+            return;
+        }
+        let reads = std::mem::take(&mut self.waiting_reads);
+        let context = self.next_read_context;
+        self.next_read_context += 1;
+        match self.raft.read_index(Bytes::copy_from_slice(&context.to_be_bytes())) {
+            Ok(()) => {
+                self.reads_in_flight.insert(context, reads);
+            }
+            Err(error) => {
+                let error = map_raft_error(error);
+                for read in reads {
+                    let _ = read.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    async fn handle_ready(&mut self, mut ready: Ready) -> Result<(), NodeError> {
+        if let Some(soft) = ready.soft_state {
+            self.observe_soft_state(soft);
+        }
+        assert!(
+            ready.snapshot.is_none(),
+            "received a Raft snapshot, but no member of this braid version compacts its log"
+        );
+        self.transport.send(std::mem::take(&mut ready.messages));
+        self.log.persist(&ready).await?;
+        self.transport.send(std::mem::take(&mut ready.persisted_messages));
+        if !ready.committed_entries.is_empty() {
+            self.apply(&ready.committed_entries).await?;
+        }
+        for state in &ready.read_states {
+            self.confirm_read(state);
+        }
+        self.release_applied_reads();
+        self.raft.advance(&ready);
+        Ok(())
+    }
+
+    fn observe_soft_state(&mut self, soft: raft::SoftState) {
+        if soft.leader != self.leader {
+            if soft.leader != NodeId::NONE {
+                self.leader_changes += 1;
+                eprintln!(
+                    "braid: member {:x} elected leader {:x} at term {}",
+                    self.options.id.0,
+                    soft.leader.0,
+                    self.raft.term()
+                );
+            } else {
+                eprintln!(
+                    "braid: member {:x} lost the leader at term {}",
+                    self.options.id.0,
+                    self.raft.term()
+                );
+            }
+            // Rounds in flight belonged to the old leadership; Raft dropped them.
+            for (_, reads) in std::mem::take(&mut self.reads_in_flight) {
+                for read in reads {
+                    let _ = read.reply.send(Err(ServerError::LeaderChanged));
+                }
+            }
+        }
+        self.leader = soft.leader;
+        self.role = soft.role;
+    }
+
+    /// Applies committed entries in one state-machine commit and answers the
+    /// clients of the writes this member proposed.
+    async fn apply(&mut self, entries: &[raft::Entry]) -> Result<(), NodeError> {
+        let mut batch = Vec::with_capacity(entries.len());
+        let mut origins = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let position = ConsistentIndex {
+                index: entry.index.0,
+                term: entry.term.0,
+            };
+            let (request, origin) = match entry.kind {
+                EntryKind::Normal if !entry.data.is_empty() => {
+                    let decoded = proposal::decode(entry.data.clone()).map_err(|error| NodeError::CorruptEntry {
+                        index: entry.index.0,
+                        reason: error.to_string(),
+                    })?;
+                    (decoded.request, Some((decoded.origin, decoded.id)))
+                }
+                // Leader no-ops and membership changes only advance the applied index.
+                _ => (WriteRequest::Noop, None),
+            };
+            batch.push(ApplyEntry {
+                position,
+                request,
+                extra: WriteBatch::new(),
+            });
+            origins.push(origin);
+        }
+        let outcomes = self
+            .store
+            .apply(batch, &|_| false)
+            .await
+            .map_err(|error| NodeError::State(error.to_string()))?;
+        for (outcome, origin) in outcomes.into_iter().zip(origins) {
+            let Some((origin, id)) = origin else { continue };
+            if origin != self.options.id.0 {
+                continue;
+            }
+            let Some(write) = self.pending_writes.remove(&id) else {
+                continue;
+            };
+            let answer = match outcome {
+                ApplyOutcome::Applied(Ok(response)) => {
+                    let mut header = self.header();
+                    header.revision = response_revision(&response).unwrap_or(header.revision);
+                    Ok((response, header))
+                }
+                ApplyOutcome::Applied(Err(error)) => Err(ServerError::Mvcc(error)),
+                // Applied before a restart: its client is long gone.
+                ApplyOutcome::AlreadyApplied { .. } => continue,
+            };
+            let _ = write.reply.send(answer);
+        }
+        Ok(())
+    }
+
+    fn confirm_read(&mut self, state: &raft::ReadState) {
+        let Ok(context) = <[u8; 8]>::try_from(state.context.as_ref()) else {
+            return;
+        };
+        let context = u64::from_be_bytes(context);
+        // Rounds are confirmed in order: an older round still waiting is
+        // covered by this one (its index can only be lower).
+        let confirmed: Vec<u64> = self.reads_in_flight.range(..=context).map(|(key, _)| *key).collect();
+        for key in confirmed {
+            if let Some(reads) = self.reads_in_flight.remove(&key) {
+                self.reads_awaiting_apply.push((state.index, reads));
+            }
+        }
+    }
+
+    fn release_applied_reads(&mut self) {
+        let applied = Index(self.store.consistent_index().index);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_awaiting_apply)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_awaiting_apply = waiting;
+        for (_, reads) in ready {
+            for read in reads {
+                let _ = read.reply.send(Ok(()));
+            }
+        }
+    }
+
+    /// Fails writes and reads that waited longer than the request timeout.
+    fn expire_requests(&mut self) {
+        let now = self.clock.monotonic_ns();
+        let expired: Vec<u64> = self
+            .pending_writes
+            .iter()
+            .filter(|(_, write)| write.deadline_ns <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(write) = self.pending_writes.remove(&id) {
+                let _ = write.reply.send(Err(ServerError::Timeout));
+            }
+        }
+        let expire = |reads: &mut Vec<PendingRead>| {
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(reads)
+                .into_iter()
+                .partition(|read| read.deadline_ns <= now);
+            *reads = kept;
+            for read in expired {
+                let _ = read.reply.send(Err(ServerError::Timeout));
+            }
+        };
+        for reads in self.reads_in_flight.values_mut() {
+            expire(reads);
+        }
+        for (_, reads) in &mut self.reads_awaiting_apply {
+            expire(reads);
+        }
+        self.reads_in_flight.retain(|_, reads| !reads.is_empty());
+        self.reads_awaiting_apply.retain(|(_, reads)| !reads.is_empty());
+    }
+
+    fn header(&self) -> Header {
+        Header {
+            cluster_id: self.options.cluster_id,
+            member_id: self.options.id.0,
+            revision: self.store.current_revision().0,
+            raft_term: self.raft.term().0,
+        }
+    }
+
+    fn publish(&self) {
+        let status = self.raft.status();
+        let stats = self.store.backend().tree().stats();
+        self.handle.publish(MemberStatus {
+            member_id: self.options.id.0,
+            cluster_id: self.options.cluster_id,
+            leader: status.leader.0,
+            raft_term: status.term.0,
+            raft_index: status.committed.0,
+            raft_applied_index: self.store.consistent_index().index,
+            is_learner: status.conf_state.is_learner(self.options.id),
+            db_size_bytes: stats.file_bytes as i64,
+            db_size_in_use_bytes: stats.in_use_bytes as i64,
+            is_leader: status.role == Role::Leader,
+            leader_changes_seen: self.leader_changes,
+        });
+    }
+}
+
+fn response_revision(response: &WriteResponse) -> Option<i64> {
+    match response {
+        WriteResponse::Put(result) => Some(result.revision.0),
+        WriteResponse::DeleteRange(result) | WriteResponse::RevokeLease(result) => Some(result.revision.0),
+        WriteResponse::Txn(result) => Some(result.revision.0),
+        WriteResponse::Compact(_) | WriteResponse::Noop { .. } => None,
+    }
+}
+
+fn map_raft_error(error: RaftError) -> ServerError {
+    match error {
+        RaftError::NoLeader | RaftError::NotLeader => ServerError::NoLeader,
+        RaftError::TransferInProgress => ServerError::LeaderChanged,
+        _ => ServerError::NoLeader,
+    }
+}
