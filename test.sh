@@ -21,9 +21,11 @@ step "cargo test (workspace)"
 cargo test --workspace -j "$jobs" 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-step "simulation build (--cfg madsim, target/sim)"
-cargo build --workspace --lib -j "$jobs" \
-    --config "target.'cfg(all())'.rustflags = ['--cfg=madsim']" --target-dir target/sim || status=1
+step "simulation (--cfg madsim, own target dir target/sim)"
+sim_config="target.'cfg(all())'.rustflags = ['--cfg=madsim']"
+cargo build --workspace --lib -j "$jobs" --config "$sim_config" --target-dir target/sim || status=1
+cargo test -p braid-sim --lib -j "$jobs" --config "$sim_config" --target-dir target/sim 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')

@@ -34,6 +34,17 @@ fn code_lines(path: &Path) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// Whether `word` occurs in `line` as a whole word (`unsafe`, not
+/// `unsafe_no_fsync` or the flag name `unsafe-no-fsync`).
+fn contains_word(line: &str, word: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    line.match_indices(word).any(|(start, _)| {
+        let before = line[..start].chars().next_back();
+        let after = line[start + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
 fn violations(files: &[PathBuf], banned: &[&str], allowed: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     for file in files {
@@ -43,7 +54,13 @@ fn violations(files: &[PathBuf], banned: &[&str], allowed: &[&str]) -> Vec<Strin
         }
         for (number, line) in code_lines(file) {
             for word in banned {
-                if line.contains(word) {
+                let whole_word = word.chars().all(|c| c.is_alphanumeric() || c == '_');
+                let hit = if whole_word {
+                    contains_word(&line, word)
+                } else {
+                    line.contains(word)
+                };
+                if hit {
                     found.push(format!("{relative}:{number}: `{word}` in: {}", line.trim()));
                 }
             }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::NodeMetrics;
 use crate::mvcc::{Backend, MvccError, MvccStore, WriteRequest, WriteResponse};
 use crate::raft::NodeId;
 
@@ -94,6 +95,7 @@ pub struct NodeHandle<B: Backend> {
     pub(crate) id: NodeId,
     pub(crate) cluster_id: u64,
     pub(crate) max_request_bytes: usize,
+    pub(crate) metrics: Arc<NodeMetrics>,
 }
 
 impl<B: Backend> Clone for NodeHandle<B> {
@@ -105,6 +107,7 @@ impl<B: Backend> Clone for NodeHandle<B> {
             id: self.id,
             cluster_id: self.cluster_id,
             max_request_bytes: self.max_request_bytes,
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
@@ -126,6 +129,7 @@ impl<B: Backend> NodeHandle<B> {
             id,
             cluster_id,
             max_request_bytes,
+            metrics: Arc::new(NodeMetrics::default()),
         };
         (handle, inbox)
     }
@@ -174,6 +178,11 @@ impl<B: Backend> NodeHandle<B> {
             revision: self.store.current_revision().0,
             raft_term: status.raft_term,
         }
+    }
+
+    /// The node's counters and histograms (for `/metrics`).
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
     }
 
     pub fn status(&self) -> MemberStatus {

@@ -2,6 +2,7 @@
 pub mod cluster;
 mod handle;
 mod log_store;
+pub mod metrics;
 pub mod node;
 pub mod peer_codec;
 pub mod proposal;

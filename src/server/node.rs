@@ -17,6 +17,7 @@
 //! A storage error ends the loop (fail-stop): nothing is acknowledged after it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ use crate::mvcc::{
 };
 use crate::raft::{self, ConfState, EntryKind, Index, NodeId, Raft, RaftError, Ready, Role};
 use crate::wal::{WalError, WalOptions};
+
+/// etcd warns about an fdatasync slower than this.
+const SLOW_FSYNC: Duration = Duration::from_secs(1);
 
 /// The name of the state file inside the data directory.
 pub const STATE_FILE: &str = "state.db";
@@ -289,6 +293,10 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         let batch = std::mem::take(&mut self.proposals);
         let (ids, data): (Vec<u64>, Vec<Bytes>) = batch.into_iter().unzip();
         if let Err(error) = self.raft.propose_batch(data) {
+            self.handle
+                .metrics()
+                .proposals_failed
+                .fetch_add(ids.len() as u64, Ordering::Relaxed);
             let error = map_raft_error(error);
             for id in ids {
                 if let Some(write) = self.pending_writes.remove(&id) {
@@ -328,10 +336,22 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             "received a Raft snapshot, but no member of this braid version compacts its log"
         );
         self.transport.send(std::mem::take(&mut ready.messages));
-        self.log.persist(&ready).await?;
+        if !ready.entries.is_empty() || ready.hard_state.is_some() {
+            let started = self.clock.monotonic_ns();
+            self.log.persist(&ready).await?;
+            let took = Duration::from_nanos(self.clock.monotonic_ns().saturating_sub(started));
+            self.handle.metrics().wal_fsync.observe(took);
+            if took > SLOW_FSYNC {
+                self.handle.metrics().slow_fsyncs.fetch_add(1, Ordering::Relaxed);
+                eprintln!("braid: slow fdatasync: took {took:?}, expected under {SLOW_FSYNC:?}");
+            }
+        }
         self.transport.send(std::mem::take(&mut ready.persisted_messages));
         if !ready.committed_entries.is_empty() {
+            let started = self.clock.monotonic_ns();
             self.apply(&ready.committed_entries).await?;
+            let took = Duration::from_nanos(self.clock.monotonic_ns().saturating_sub(started));
+            self.handle.metrics().backend_commit.observe(took);
         }
         for state in &ready.read_states {
             self.confirm_read(state);
@@ -464,6 +484,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             .collect();
         for id in expired {
             if let Some(write) = self.pending_writes.remove(&id) {
+                self.handle.metrics().proposals_failed.fetch_add(1, Ordering::Relaxed);
                 let _ = write.reply.send(Err(ServerError::Timeout));
             }
         }
@@ -496,6 +517,10 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     }
 
     fn publish(&self) {
+        self.handle
+            .metrics()
+            .proposals_pending
+            .store(self.pending_writes.len() as u64, Ordering::Relaxed);
         let status = self.raft.status();
         let stats = self.store.backend().tree().stats();
         self.handle.publish(MemberStatus {

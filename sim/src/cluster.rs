@@ -1,0 +1,138 @@
+//! A simulated braid cluster: one madsim node per member, each with its own
+//! memory disk kept by the harness across kill/restart.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use braid::io::{MemDir, SystemClock};
+use braid::raft::{ConfState, NodeId};
+use braid::server::node::{self, Backend, NodeOptions};
+use braid::server::NodeHandle;
+use braid::wal::WalOptions;
+use braid_proto::braidpb::peer_server::PeerServer;
+
+pub const PEER_PORT: u16 = 2380;
+
+pub type Handle = NodeHandle<Backend<MemDir>>;
+
+pub struct Member {
+    pub id: NodeId,
+    pub ip: IpAddr,
+    pub disk: MemDir,
+    pub node: madsim::runtime::NodeHandle,
+    /// The running member's handle, replaced on every (re)start.
+    pub handle: Arc<Mutex<Option<Handle>>>,
+}
+
+pub struct Cluster {
+    pub members: BTreeMap<NodeId, Member>,
+}
+
+fn ip_of(index: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8))
+}
+
+impl Cluster {
+    /// Creates and starts `size` members.
+    pub fn start(size: u64, seed: u64) -> Cluster {
+        let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
+        let runtime = madsim::runtime::Handle::current();
+        let mut members = BTreeMap::new();
+        for id in &ids {
+            let ip = ip_of(id.0);
+            let disk = MemDir::new();
+            let slot: Arc<Mutex<Option<Handle>>> = Arc::new(Mutex::new(None));
+            let options = NodeOptions {
+                id: *id,
+                cluster_id: 0xb4a1d,
+                initial_conf: ConfState::new(ids.iter().copied(), []),
+                peer_urls: ids
+                    .iter()
+                    .filter(|peer| *peer != id)
+                    .map(|peer| (*peer, format!("http://{}:{PEER_PORT}", ip_of(peer.0))))
+                    .collect(),
+                tick: Duration::from_millis(100),
+                election_ticks: 10,
+                pre_vote: true,
+                max_request_bytes: 1_572_864,
+                request_timeout: Duration::from_secs(7),
+                wal: WalOptions::default(),
+                page_size: 4096,
+                seed: seed ^ id.0,
+            };
+            let node_disk = disk.clone();
+            let node_slot = Arc::clone(&slot);
+            let node = runtime
+                .create_node()
+                .name(format!("n{}", id.0))
+                .ip(ip)
+                .init(move || {
+                    let options = options.clone();
+                    let disk = node_disk.clone();
+                    let slot = Arc::clone(&node_slot);
+                    async move {
+                        let started = node::start(options, disk, Arc::new(SystemClock::new()))
+                            .await
+                            .expect("member starts from its disk");
+                        *slot.lock().unwrap() = Some(started.handle.clone());
+                        let service = PeerServer::new(started.peer_service.clone());
+                        let address = SocketAddr::new(ip, PEER_PORT);
+                        tokio::spawn(async move {
+                            let _ = tonic::transport::Server::builder()
+                                .add_service(service)
+                                .serve(address)
+                                .await;
+                        });
+                        let _ = started.task.await;
+                    }
+                })
+                .build();
+            members.insert(
+                *id,
+                Member {
+                    id: *id,
+                    ip,
+                    disk,
+                    node,
+                    handle: slot,
+                },
+            );
+        }
+        Cluster { members }
+    }
+
+    pub fn handle(&self, id: NodeId) -> Option<Handle> {
+        self.members[&id].handle.lock().unwrap().clone()
+    }
+
+    /// Kills a member; its disk keeps only what was synced (per-page fate drawn
+    /// from `rng`).
+    pub fn crash(&self, id: NodeId, rng: &mut impl rand::RngCore) {
+        let member = &self.members[&id];
+        *member.handle.lock().unwrap() = None;
+        madsim::runtime::Handle::current().kill(member.node.id());
+        member.disk.crash(rng);
+    }
+
+    pub fn restart(&self, id: NodeId) {
+        madsim::runtime::Handle::current().restart(self.members[&id].node.id());
+    }
+
+    pub fn isolate(&self, id: NodeId) {
+        madsim::net::NetSim::current().clog_node(self.members[&id].node.id());
+    }
+
+    pub fn heal(&self, id: NodeId) {
+        madsim::net::NetSim::current().unclog_node(self.members[&id].node.id());
+    }
+
+    /// The member that currently believes it leads, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.members
+            .keys()
+            .copied()
+            .find(|id| self.handle(*id).is_some_and(|handle| handle.status().is_leader))
+    }
+}
