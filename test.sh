@@ -11,6 +11,16 @@ status=0
 
 step() { echo; echo "== $*"; }
 
+# The end-to-end tests drive real etcdctl and compare with a real etcd
+# (Debian's etcd-client and etcd-server); install them when missing.
+if ! command -v etcdctl >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1; then
+    step "installing etcd-client and etcd-server (Debian)"
+    apt_prefix=""
+    [ "$(id -u)" -eq 0 ] || apt_prefix="sudo"
+    $apt_prefix apt-get update -qq && $apt_prefix apt-get install -y -qq etcd-client etcd-server >/dev/null \
+        || echo "warning: could not install etcd-client/etcd-server; their tests will fail"
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check || status=1
 

@@ -11,6 +11,8 @@
 //!   compaction, hashes and watches, over a small backend seam.
 //! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
 //! - [`server`]: the node, composing raft + wal + mvcc over io; peer transport.
+//! - [`api`]: etcd's gRPC services over the node; proto <-> internal types, etcd's errors.
+pub mod api;
 pub mod btree;
 pub mod config;
 pub mod io;

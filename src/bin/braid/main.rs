@@ -1,0 +1,228 @@
+//! `braid`: the server binary. etcd's flags in, a running member out.
+//!
+//! flags/env/YAML -> `config::ServerConfig` -> member identity and storage ->
+//! `server::node::start` -> gRPC + HTTP on the client URLs, the peer protocol
+//! on the peer URLs.
+
+mod http;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use braid::config::{self, ClusterState, Command, ServerConfig, Url};
+use braid::io::{DevicePreference, OsDir, SystemClock};
+use braid::raft::{ConfState, NodeId};
+use braid::server::cluster::{cluster_id, member_id};
+use braid::server::node::{self, NodeOptions};
+use braid::wal::WalOptions;
+use braid_proto::braidpb::peer_server::PeerServer;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let (config, warnings) = match config::parse_command(&args, &env) {
+        Ok(Command::Run(config, warnings)) => (config, warnings),
+        Ok(Command::Version(text)) | Ok(Command::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprint!("{}", error.stderr_text());
+            return ExitCode::from(error.exit_code.clamp(1, 255) as u8);
+        }
+    };
+    for warning in warnings {
+        eprintln!("braid: warning: {}", warning.message);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("braid: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("braid: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything that identifies this member in its cluster.
+struct Membership {
+    id: NodeId,
+    cluster_id: u64,
+    initial_conf: ConfState,
+    peer_urls: BTreeMap<NodeId, String>,
+    names: BTreeMap<NodeId, String>,
+}
+
+fn membership(config: &ServerConfig, fresh: bool) -> Result<Membership, String> {
+    let cluster = if fresh && config.initial_cluster_state == ClusterState::New {
+        config.verify_initial_cluster()
+    } else {
+        config.initial_cluster()
+    }
+    .map_err(|error| error.message)?;
+    let token = &config.initial_cluster_token;
+    let mut ids = Vec::new();
+    let mut peer_urls = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    let mut own = None;
+    for (name, urls) in &cluster {
+        let texts: Vec<String> = urls.iter().map(Url::to_string).collect();
+        let id = member_id(&texts, token);
+        ids.push(id);
+        names.insert(id, name.clone());
+        peer_urls.insert(id, texts[0].clone());
+        if *name == config.name {
+            own = Some(id);
+        }
+    }
+    let id = own.ok_or_else(|| {
+        format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            config.name
+        )
+    })?;
+    peer_urls.remove(&id);
+    let initial_conf = match config.initial_cluster_state {
+        ClusterState::New => ConfState::new(ids.iter().copied(), []),
+        // A joining member learns the configuration from the leader.
+        ClusterState::Existing => ConfState::default(),
+    };
+    Ok(Membership {
+        id,
+        cluster_id: cluster_id(&ids, token),
+        initial_conf,
+        peer_urls,
+        names,
+    })
+}
+
+/// Refuses a data directory that holds etcd's files: braid's on-disk format
+/// differs, and silently starting empty next to them would lose the data.
+fn check_not_etcd_data_dir(data_dir: &Path) -> Result<(), String> {
+    let member = data_dir.join("member");
+    if member.join("wal").exists() || member.join("snap").exists() {
+        return Err(format!(
+            "{} is an etcd data directory; braid stores data in its own format and cannot use it \
+             (restore an etcd snapshot into a new braid cluster instead)",
+            data_dir.display()
+        ));
+    }
+    Ok(())
+}
+
+fn resolve(url: &Url) -> Result<SocketAddr, String> {
+    if url.scheme.is_tls() {
+        return Err(format!("{url}: TLS listeners are not supported by this braid version"));
+    }
+    if url.scheme.is_unix() {
+        return Err(format!(
+            "{url}: unix socket listeners are not supported by this braid version"
+        ));
+    }
+    url.address()
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {url}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {url}"))
+}
+
+async fn run(config: ServerConfig) -> Result<(), String> {
+    for setting in config.unsupported_settings() {
+        eprintln!("braid: warning: {setting} is accepted for compatibility but not supported; ignoring it");
+    }
+    check_not_etcd_data_dir(&config.data_dir)?;
+    let storage_path = config.data_dir.join("braid");
+    let fresh = !storage_path.exists();
+    let membership = membership(&config, fresh)?;
+    std::fs::create_dir_all(&storage_path)
+        .map_err(|error| format!("cannot create data dir {}: {error}", storage_path.display()))?;
+    let (dir, choice) = OsDir::open(&storage_path, DevicePreference::Auto)
+        .map_err(|error| format!("cannot open data dir {}: {error}", storage_path.display()))?;
+    eprintln!("braid: storage path: {choice}");
+    eprintln!(
+        "braid: starting member {:x} ({}) in cluster {:x}, data dir {}",
+        membership.id.0,
+        config.name,
+        membership.cluster_id,
+        config.data_dir.display()
+    );
+    for (id, name) in &membership.names {
+        let url = membership.peer_urls.get(id).map_or("(this member)", String::as_str);
+        eprintln!("braid: member {:x} = {name} {url}", id.0);
+    }
+
+    let election_ticks = config.election_ticks().clamp(2, u64::from(u32::MAX)) as u32;
+    let options = NodeOptions {
+        id: membership.id,
+        cluster_id: membership.cluster_id,
+        initial_conf: membership.initial_conf,
+        peer_urls: membership.peer_urls,
+        tick: config.heartbeat_interval,
+        election_ticks,
+        pre_vote: config.pre_vote,
+        max_request_bytes: config.max_request_bytes as usize,
+        request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
+        wal: WalOptions::default(),
+        page_size: 4096,
+        seed: membership.id.0 ^ std::process::id() as u64,
+    };
+    let started = node::start(options, dir, Arc::new(SystemClock::new()))
+        .await
+        .map_err(|error| format!("cannot start: {error}"))?;
+    eprintln!(
+        "braid: recovered {} log entries; state applied through index {}",
+        started.recovered_entries, started.recovered_applied
+    );
+
+    for url in &config.listen_peer_urls {
+        let address = resolve(url)?;
+        let service = PeerServer::new(started.peer_service.clone())
+            .max_decoding_message_size(braid::server::transport::FRAME_BYTES_MAX)
+            .max_encoding_message_size(braid::server::transport::FRAME_BYTES_MAX);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| format!("cannot listen for peers on {url}: {error}"))?;
+        eprintln!("braid: serving peer traffic on {url}");
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            if let Err(error) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                eprintln!("braid: peer listener failed: {error}");
+            }
+        });
+    }
+    let limits = http::ClientLimits {
+        max_txn_ops: config.max_txn_ops as usize,
+    };
+    for url in &config.listen_client_urls {
+        let address = resolve(url)?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| format!("cannot listen for clients on {url}: {error}"))?;
+        let router = http::client_router(started.handle.clone(), limits);
+        eprintln!("braid: serving client requests (gRPC and HTTP) on {url}");
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                eprintln!("braid: client listener failed: {error}");
+            }
+        });
+    }
+    match started.task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("stopping after a fatal error: {error}")),
+        Err(error) => Err(format!("the node loop panicked: {error}")),
+    }
+}

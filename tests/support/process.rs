@@ -1,0 +1,159 @@
+//! Real server processes on loopback for end-to-end tests: braid (the binary
+//! built with the tests) and, where installed, the real etcd to compare with.
+//! Every process is killed when its handle drops; every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(label: &str) -> PathBuf {
+    let unique = format!("braid-{label}-{}-{}", std::process::id(), free_port());
+    let path = std::env::temp_dir().join(unique);
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+/// A command-line tool the test needs; missing tools fail the test unless the
+/// environment says they may be skipped (the test command installs them).
+pub fn require_tool(path: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    if std::env::var_os("BRAID_ALLOW_MISSING_TOOLS").is_some() {
+        eprintln!("skipping: {path} is not installed");
+        return false;
+    }
+    panic!("{path} is not installed (./test.sh installs it; set BRAID_ALLOW_MISSING_TOOLS=1 to skip)");
+}
+
+pub struct Server {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    pub program: String,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl Server {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// Flags every etcd-compatible server understands for one member.
+    pub fn member_args(name: &str, data_dir: &Path, client_port: u16, peer_port: u16, cluster: &str) -> Vec<String> {
+        vec![
+            format!("--name={name}"),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-cluster={cluster}"),
+            "--heartbeat-interval=50".to_string(),
+            "--election-timeout=500".to_string(),
+        ]
+    }
+
+    pub fn start(program: &str, name: &str, client_port: u16, peer_port: u16, args: Vec<String>) -> Server {
+        let data_dir = args
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--data-dir=").map(PathBuf::from))
+            .expect("--data-dir");
+        let mut server = Server {
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            log_path: data_dir.with_extension("log"),
+            data_dir,
+            args,
+            program: program.to_string(),
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log_path).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.program));
+        self.child = Some(child);
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the member answers a linearizable read (bounded).
+    pub fn wait_ready(&self, limit: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let output = etcdctl(&self.endpoint(), &["get", "readiness-probe"], None);
+            if output.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{} did not become ready within {limit:?}; log:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+pub const ETCDCTL: &str = "/usr/bin/etcdctl";
+pub const ETCD: &str = "/usr/bin/etcd";
+
+/// Runs etcdctl (bounded by its own --command-timeout) with optional stdin.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut command = Command::new(ETCDCTL);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--command-timeout=5s")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("etcdctl runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
