@@ -21,6 +21,14 @@ if ! command -v etcdctl >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1; th
         || echo "warning: could not install etcd-client/etcd-server; their tests will fail"
 fi
 
+# The crates.io etcd-client crate (a dev-dependency) compiles protos at build
+# time: give it the protoc that the protoc-bin-vendored crate ships.
+if [ -z "${PROTOC:-}" ]; then
+    cargo fetch -q
+    PROTOC="$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -path '*protoc-bin-vendored-linux-*/bin/protoc' -type f | head -n 1)"
+    export PROTOC
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check || status=1
 
