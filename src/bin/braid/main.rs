@@ -194,7 +194,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             .map_err(|error| format!("cannot listen for peers on {url}: {error}"))?;
         eprintln!("braid: serving peer traffic on {url}");
         tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             if let Err(error) = tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming(incoming)
@@ -214,6 +214,11 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             .map_err(|error| format!("cannot listen for clients on {url}: {error}"))?;
         let router = http::client_router(started.handle.clone(), limits);
         eprintln!("braid: serving client requests (gRPC and HTTP) on {url}");
+        // Without TCP_NODELAY a response split over two segments waits for the
+        // client's delayed ACK: ~40 ms per linearizable read.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+            let _ = stream.set_nodelay(true);
+        });
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
                 eprintln!("braid: client listener failed: {error}");
