@@ -42,7 +42,12 @@ cargo test --workspace -j "$jobs" 2>&1 | tee "$log"
 step "simulation (--cfg madsim, own target dir target/sim)"
 sim_config="target.'cfg(all())'.rustflags = ['--cfg=madsim']"
 cargo build --workspace --lib -j "$jobs" --config "$sim_config" --target-dir target/sim || status=1
-cargo test -p braid-sim --lib -j "$jobs" --config "$sim_config" --target-dir target/sim 2>&1 | tee -a "$log"
+cargo clippy -p braid-sim --lib --tests -j "$jobs" --config "$sim_config" --target-dir target/sim -- -D warnings || status=1
+cargo test -p braid-sim --lib -j "$jobs" --config "$sim_config" --target-dir target/sim smoke 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+step "simulation seed sweep (sim/sweep)"
+sim/sweep --seeds "${BRAID_SWEEP_SEEDS:-500}" --jobs "$jobs" 2>&1 | grep -v '^braid: ' | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')

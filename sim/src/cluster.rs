@@ -14,6 +14,7 @@ use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
 
 pub const PEER_PORT: u16 = 2380;
+pub const CLIENT_PORT: u16 = 2379;
 
 pub type Handle = NodeHandle<Backend<MemDir>>;
 
@@ -85,6 +86,16 @@ impl Cluster {
                                 .serve(address)
                                 .await;
                         });
+                        // The client API, exactly as the binary mounts it.
+                        let mut builder = tonic::transport::Server::builder();
+                        let api =
+                            braid::add_api_services!(builder, started.handle.clone(), braid::api::ApiLimits::default());
+                        let client_address = SocketAddr::new(ip, CLIENT_PORT);
+                        tokio::spawn(async move {
+                            if let Err(error) = api.serve(client_address).await {
+                                eprintln!("client API on {client_address} stopped: {error}");
+                            }
+                        });
                         let _ = started.task.await;
                     }
                 })
@@ -118,6 +129,20 @@ impl Cluster {
 
     pub fn restart(&self, id: NodeId) {
         madsim::runtime::Handle::current().restart(self.members[&id].node.id());
+    }
+
+    /// Stops polling a member (a GC pause or a frozen VM); its timers and
+    /// sockets stay.
+    pub fn pause(&self, id: NodeId) {
+        madsim::runtime::Handle::current().pause(self.members[&id].node.id());
+    }
+
+    pub fn resume(&self, id: NodeId) {
+        madsim::runtime::Handle::current().resume(self.members[&id].node.id());
+    }
+
+    pub fn client_url(&self, id: NodeId) -> String {
+        format!("http://{}:{CLIENT_PORT}", self.members[&id].ip)
     }
 
     pub fn isolate(&self, id: NodeId) {

@@ -1,14 +1,21 @@
 //! braid's deterministic simulation: the unchanged server on madsim nodes with
-//! in-memory disks that survive restarts. Compiled only with `--cfg madsim`
-//! (`cargo sim -p braid-sim`); in a normal build this crate is empty.
+//! in-memory disks that survive restarts, clients on the real gRPC API, a
+//! seeded nemesis, and the linearizability checker. Compiled only with
+//! `--cfg madsim` (`sim/sweep`, or `cargo sim -p braid-sim`); in a normal build
+//! this crate is empty.
 //!
-//! This is the smoke harness: a 3-member cluster, writes, a partition that
-//! heals, a crash and restart, and the check that every acknowledged write is
-//! still readable. The full nemesis, clients and checker come with the
-//! simulation issue.
+//! Reading order: `cluster` (members on madsim nodes), `workload` (clients
+//! recording histories), `nemesis` (the seed's fault mix), `run` (one seeded
+//! run: safety phase, heal, liveness, checks), `sweep` (many seeds, repro
+//! lines, determinism).
 #![cfg(madsim)]
 
 pub mod cluster;
+pub mod nemesis;
+pub mod run;
+pub mod workload;
 
 #[cfg(test)]
 mod smoke;
+#[cfg(test)]
+mod sweep;

@@ -80,8 +80,17 @@ impl<D: Dir> LogStore<D> {
 
     /// Makes `ready`'s entries and hard state durable (one append, one sync).
     pub async fn persist(&self, ready: &Ready) -> Result<(), WalError> {
+        if self.append_without_sync(ready).await? {
+            self.wal.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Queues `ready`'s records without making them durable. Only a planted
+    /// simulation bug calls this directly; returns whether anything was queued.
+    pub async fn append_without_sync(&self, ready: &Ready) -> Result<bool, WalError> {
         if ready.entries.is_empty() && ready.hard_state.is_none() {
-            return Ok(());
+            return Ok(false);
         }
         let entries: Vec<WalEntry> = ready.entries.iter().map(to_wal).collect();
         let hard_state = ready.hard_state.map(|state| wal::HardState {
@@ -90,6 +99,7 @@ impl<D: Dir> LogStore<D> {
             commit: state.commit.0,
         });
         self.wal.append(&entries, hard_state).await?;
-        self.wal.sync().await
+        self.wal.flush().await?;
+        Ok(true)
     }
 }

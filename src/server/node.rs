@@ -157,6 +157,8 @@ pub async fn start<D: Dir + Clone, C: Clock>(
         leader: NodeId::NONE,
         role: Role::Follower,
         leader_changes: 0,
+        bugs: PlantedBugs::from_environment(),
+        readies: 0,
     };
     let task = tokio::spawn(node.run(requests, event_inbox));
     Ok(Started {
@@ -166,6 +168,33 @@ pub async fn start<D: Dir + Clone, C: Clock>(
         recovered_entries,
         recovered_applied: applied,
     })
+}
+
+/// Bugs planted on purpose to prove the simulation catches them
+/// (`BRAID_SIM_BUG=<name>`, only in builds with the `sim-bugs` feature, which
+/// only the simulation enables). Production builds compile them to `false`.
+#[derive(Clone, Copy, Debug, Default)]
+struct PlantedBugs {
+    /// Send acknowledgements before the WAL write, and fsync only now and then.
+    ack_before_fsync: bool,
+    /// Serve linearizable reads from local state without ReadIndex.
+    read_without_read_index: bool,
+}
+
+impl PlantedBugs {
+    #[cfg(feature = "sim-bugs")]
+    fn from_environment() -> PlantedBugs {
+        let bug = std::env::var("BRAID_SIM_BUG").unwrap_or_default();
+        PlantedBugs {
+            ack_before_fsync: bug == "ack-before-fsync",
+            read_without_read_index: bug == "read-without-readindex",
+        }
+    }
+
+    #[cfg(not(feature = "sim-bugs"))]
+    fn from_environment() -> PlantedBugs {
+        PlantedBugs::default()
+    }
 }
 
 type WriteReply = oneshot::Sender<Result<(WriteResponse, Header), ServerError>>;
@@ -204,6 +233,8 @@ struct NodeLoop<D: Dir, C: Clock> {
     leader: NodeId,
     role: Role,
     leader_changes: u64,
+    bugs: PlantedBugs,
+    readies: u64,
 }
 
 enum Event {
@@ -274,6 +305,9 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 self.pending_writes.insert(id, PendingWrite { reply, deadline_ns });
                 self.proposals.push((id, data));
             }
+            Request::LinearizableRead { reply } if self.bugs.read_without_read_index => {
+                let _ = reply.send(Ok(()));
+            }
             Request::LinearizableRead { reply } => self.waiting_reads.push(PendingRead { reply, deadline_ns }),
         }
     }
@@ -336,9 +370,17 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             "received a Raft snapshot, but no member of this braid version compacts its log"
         );
         self.transport.send(std::mem::take(&mut ready.messages));
+        self.readies += 1;
+        if self.bugs.ack_before_fsync {
+            self.transport.send(std::mem::take(&mut ready.persisted_messages));
+        }
         if !ready.entries.is_empty() || ready.hard_state.is_some() {
             let started = self.clock.monotonic_ns();
-            self.log.persist(&ready).await?;
+            if self.bugs.ack_before_fsync && self.readies % 16 != 0 {
+                self.log.append_without_sync(&ready).await?;
+            } else {
+                self.log.persist(&ready).await?;
+            }
             let took = Duration::from_nanos(self.clock.monotonic_ns().saturating_sub(started));
             self.handle.metrics().wal_fsync.observe(took);
             if took > SLOW_FSYNC {

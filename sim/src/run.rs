@@ -1,0 +1,198 @@
+//! One seeded chaos run: safety phase (clients + nemesis), heal, liveness
+//! phase, then the checks. Everything about the run derives from the seed, so a
+//! failing seed replays exactly.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use braid_jepsen::{check, CheckOptions, History, RegisterModel};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::Cluster;
+use crate::nemesis::{FaultCounts, FaultMix, Nemesis};
+use crate::workload::{read_every_key, run_client, Recorder};
+
+const CLIENTS: u64 = 4;
+const SAFETY_PHASE: Duration = Duration::from_secs(20);
+const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// Simulated time after which the run is declared stuck (a liveness failure).
+pub const TIME_LIMIT: Duration = Duration::from_secs(300);
+/// Wall time the checker may spend on one history; running out is a failure.
+const CHECK_BUDGET: Duration = Duration::from_secs(10);
+
+/// What one seed produced.
+#[derive(Debug)]
+pub struct RunReport {
+    pub seed: u64,
+    pub mix: FaultMix,
+    pub faults: FaultCounts,
+    pub operations: usize,
+    pub ok_operations: usize,
+    /// A digest of the history (operations and their simulated times): equal
+    /// digests for two runs of one seed show the run is deterministic.
+    pub trace_hash: u64,
+    pub failure: Option<String>,
+}
+
+fn history_digest(history: &History) -> u64 {
+    let text = history.to_jsonl_string();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in text.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The scenario; runs inside a madsim runtime seeded with `seed`.
+pub async fn scenario(seed: u64) -> (RunReport, History) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mix = FaultMix::random(&mut rng);
+    let cluster = Cluster::start(3, seed);
+    let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
+    let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let start = tokio::time::Instant::now();
+    let deadline = start + SAFETY_PHASE;
+    let runtime = madsim::runtime::Handle::current();
+    let mut clients = Vec::new();
+    for id in 0..CLIENTS {
+        let node = runtime
+            .create_node()
+            .name(format!("client{id}"))
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, id as u8 + 1)))
+            .build();
+        let urls = urls.clone();
+        let recorder = Arc::clone(&recorder);
+        let client_seed = rng.gen();
+        clients.push(node.spawn(run_client(id, urls, client_seed, start, deadline, recorder)));
+    }
+
+    // Safety phase: the nemesis acts while the clients run.
+    let mut nemesis = Nemesis::default();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while tokio::time::Instant::now() < deadline {
+        let pause = mix.interval.mul_f64(rng.gen_range(0.5..1.5));
+        tokio::time::sleep(pause).await;
+        nemesis.act(&cluster, &mix, &mut rng);
+    }
+    nemesis.heal_all(&cluster);
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        eprintln!("seed {seed}: safety phase over, faults {}", nemesis.counts);
+    }
+    for client in clients {
+        let _ = client.await;
+    }
+
+    // Liveness phase: with everything healed, every member must serve a write
+    // and a linearizable read within the bound.
+    let mut failure = liveness(&cluster, start, &recorder).await.err();
+
+    // Final: a power failure of every member at once (unsynced data dropped,
+    // kept or torn per page), a restart, and a read of every key. A write that
+    // was acknowledged but not durable on a quorum shows up as a lost write.
+    if failure.is_none() {
+        for id in cluster.members.keys() {
+            cluster.crash(*id, &mut rng);
+        }
+        for id in cluster.members.keys() {
+            cluster.restart(*id);
+        }
+        let checker = runtime
+            .create_node()
+            .name("final-reader")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)))
+            .build();
+        let read_deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
+        let reader = read_every_key(200, urls.clone(), start, read_deadline, Arc::clone(&recorder));
+        let unread = checker.spawn(reader).await.unwrap_or_default();
+        if !unread.is_empty() {
+            failure = Some(format!(
+                "after a power failure of every member, keys {unread:?} could not be read"
+            ));
+        }
+    }
+
+    let history = std::mem::take(&mut recorder.lock().unwrap().history);
+    let operations = history.len();
+    let ok_operations = history
+        .operations
+        .iter()
+        .filter(|op| op.status == braid_jepsen::Status::Ok)
+        .count();
+    let trace_hash = history_digest(&history);
+    (
+        RunReport {
+            seed,
+            mix,
+            faults: nemesis.counts,
+            operations,
+            ok_operations,
+            trace_hash,
+            failure,
+        },
+        history,
+    )
+}
+
+async fn liveness(
+    cluster: &Cluster,
+    start: tokio::time::Instant,
+    recorder: &Arc<Mutex<Recorder>>,
+) -> Result<(), String> {
+    let bound = tokio::time::Instant::now() + LIVENESS_BOUND;
+    // Clients need a network address: the checker runs on its own node.
+    let checker = madsim::runtime::Handle::current()
+        .create_node()
+        .name("liveness")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
+        .build();
+    for (position, id) in cluster.members.keys().enumerate() {
+        let urls = vec![cluster.client_url(*id)];
+        let mut served = false;
+        while tokio::time::Instant::now() < bound && !served {
+            let before = recorder.lock().unwrap().history.len();
+            // One client for a short burst against this member only.
+            let burst_end = tokio::time::Instant::now() + Duration::from_secs(2);
+            let client = run_client(
+                100 + position as u64,
+                urls.clone(),
+                position as u64,
+                start,
+                burst_end,
+                Arc::clone(recorder),
+            );
+            let _ = checker.spawn(client).await;
+            let recorder = recorder.lock().unwrap();
+            served = recorder.history.operations[before..]
+                .iter()
+                .any(|op| op.status == braid_jepsen::Status::Ok);
+        }
+        if !served {
+            return Err(format!(
+                "liveness: member {id} served no request within {LIVENESS_BOUND:?} after healing"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one seed in a fresh madsim runtime on the current thread, then checks
+/// its history. The checker runs after the simulation: inside it, time is
+/// simulated and would not advance while the checker computes, so its
+/// wall-time budget could never expire.
+pub fn run_seed(seed: u64) -> RunReport {
+    let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.set_time_limit(TIME_LIMIT);
+    let (mut report, history) = runtime.block_on(scenario(seed));
+    drop(runtime);
+    if report.failure.is_none() {
+        let options = CheckOptions::default().with_budget(CHECK_BUDGET);
+        match check(&RegisterModel::revision_aware(), &history, &options) {
+            Ok(result) if result.verdict.is_ok() => {}
+            Ok(result) => report.failure = Some(format!("history is not linearizable: {}", result.verdict)),
+            Err(error) => report.failure = Some(format!("history could not be checked: {error}")),
+        }
+    }
+    report
+}

@@ -1,0 +1,155 @@
+//! The seed sweep: replays the committed regression seeds, then fresh seeds,
+//! keeps going after failures, prints one reproducing line per failing seed
+//! and ends with `N passed, M failed`. Also checks determinism: a sample of
+//! seeds run twice must produce the same trace digest.
+//!
+//! Knobs (environment): `SWEEP_SEEDS` (fresh seeds, default 20), `SWEEP_FROM`
+//! (first fresh seed, default from `MADSIM_TEST_SEED` or 1), `SWEEP_JOBS`
+//! (worker threads, default 2), `SWEEP_DETERMINISM` (seeds run twice, default 3),
+//! `SWEEP_SEED` (run exactly this one seed, verbosely).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::run::{run_seed, RunReport};
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn regression_seeds() -> Vec<u64> {
+    let text = include_str!("../regression-seeds.txt");
+    text.lines()
+        .filter_map(|line| line.split('#').next())
+        .filter_map(|seed| seed.trim().parse().ok())
+        .collect()
+}
+
+/// Runs a seed on a fresh OS thread (fresh hasher state), catching panics.
+fn run_isolated(seed: u64) -> RunReport {
+    let outcome = std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .spawn(move || run_seed(seed))
+        .expect("spawn a seed thread")
+        .join();
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
+            .unwrap_or_else(|| "panic".to_string());
+        RunReport {
+            seed,
+            mix: crate::nemesis::FaultMix {
+                partitions: false,
+                crashes: false,
+                pauses: false,
+                interval: std::time::Duration::ZERO,
+            },
+            faults: Default::default(),
+            operations: 0,
+            ok_operations: 0,
+            trace_hash: 0,
+            failure: Some(format!("panicked: {message}")),
+        }
+    })
+}
+
+fn repro(seed: u64) -> String {
+    let bug = std::env::var("BRAID_SIM_BUG")
+        .map(|bug| format!("BRAID_SIM_BUG={bug} "))
+        .unwrap_or_default();
+    format!("repro: {bug}SWEEP_SEED={seed} sim/sweep")
+}
+
+#[test]
+fn sweep() {
+    if let Ok(seed) = std::env::var("SWEEP_SEED") {
+        let seed: u64 = seed.parse().expect("SWEEP_SEED is a number");
+        let report = run_isolated(seed);
+        println!("{report:#?}");
+        assert!(report.failure.is_none(), "seed {seed} failed: {:?}", report.failure);
+        return;
+    }
+    let fresh = env_number("SWEEP_SEEDS", 20);
+    let from = env_number("SWEEP_FROM", 1);
+    let jobs = env_number("SWEEP_JOBS", 2).max(1) as usize;
+    let mut seeds = regression_seeds();
+    let regressions = seeds.len();
+    seeds.extend(from..from + fresh);
+    println!(
+        "sweep: {} regression seeds, then {fresh} fresh seeds from {from}, {jobs} jobs",
+        regressions
+    );
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let seeds = Arc::new(seeds);
+    let workers: Vec<_> = (0..jobs)
+        .map(|_| {
+            let (next, reports, seeds) = (Arc::clone(&next), Arc::clone(&reports), Arc::clone(&seeds));
+            std::thread::spawn(move || loop {
+                let position = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&seed) = seeds.get(position) else { return };
+                let report = run_isolated(seed);
+                if let Some(failure) = &report.failure {
+                    println!("FAILED seed {seed}: {failure}\n{}", repro(seed));
+                }
+                reports.lock().unwrap().push(report);
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let reports = std::mem::take(&mut *reports.lock().unwrap());
+
+    // Determinism: the first seeds again, compared by trace digest.
+    let sample = env_number("SWEEP_DETERMINISM", 3) as usize;
+    let mut nondeterministic = Vec::new();
+    for report in reports.iter().filter(|report| report.failure.is_none()).take(sample) {
+        let again = run_isolated(report.seed);
+        if again.trace_hash != report.trace_hash {
+            nondeterministic.push(report.seed);
+        }
+    }
+    let checked = sample.min(reports.iter().filter(|report| report.failure.is_none()).count());
+
+    let failed: Vec<&RunReport> = reports.iter().filter(|report| report.failure.is_some()).collect();
+    let (isolations, crashes, pauses) = reports.iter().fold((0, 0, 0), |totals, report| {
+        (
+            totals.0 + report.faults.isolations,
+            totals.1 + report.faults.crashes,
+            totals.2 + report.faults.pauses,
+        )
+    });
+    let operations: usize = reports.iter().map(|report| report.operations).sum();
+    let ok_operations: usize = reports.iter().map(|report| report.ok_operations).sum();
+    println!(
+        "faults injected: isolations {isolations}, crashes {crashes}, pauses {pauses}; \
+         histories checked {}, operations {operations} ({ok_operations} ok)",
+        reports.len() - failed.len()
+    );
+    println!(
+        "determinism: {}/{checked} seeds replayed with the same trace",
+        checked - nondeterministic.len()
+    );
+    for seed in &nondeterministic {
+        println!("NONDETERMINISTIC seed {seed}\n{}", repro(*seed));
+    }
+    for report in &failed {
+        println!("{}", repro(report.seed));
+    }
+    println!(
+        "{} passed, {} failed",
+        reports.len() - failed.len(),
+        failed.len() + nondeterministic.len()
+    );
+    assert!(
+        failed.is_empty() && nondeterministic.is_empty(),
+        "the sweep found failures"
+    );
+}
