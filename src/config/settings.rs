@@ -14,23 +14,9 @@ use super::ConfigError;
 /// Flags braid parses and records but does not implement (yet). `unsupported_settings` reports
 /// those set to a non-default value so the server can warn or refuse. Trim this list as
 /// features land.
-pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    // Bootstrap through a discovery service or DNS SRV records.
-    "discovery",
-    "discovery-srv",
-    "discovery-srv-name",
-    "discovery-proxy",
-    "discovery-fallback",
-    // The v2 API, its emulation and the v2 proxy (`--proxy` other than off is refused outright).
-    "enable-v2",
-    "experimental-enable-v2v3",
-    "v2-deprecation",
-    "proxy-failure-wait",
-    "proxy-refresh-interval",
-    "proxy-dial-timeout",
-    "proxy-write-timeout",
-    "proxy-read-timeout",
-    // TLS (client and peer).
+/// The TLS flags of the client and peer listeners. In YAML they live under
+/// `client-transport-security` / `peer-transport-security`, not at the top level.
+pub const TLS_FLAGS: &[&str] = &[
     "cert-file",
     "key-file",
     "client-cert-auth",
@@ -50,6 +36,25 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "peer-client-cert-file",
     "peer-client-key-file",
     "peer-crl-file",
+];
+
+pub const UNSUPPORTED_FLAGS: &[&str] = &[
+    // Bootstrap through a discovery service or DNS SRV records.
+    "discovery",
+    "discovery-srv",
+    "discovery-srv-name",
+    "discovery-proxy",
+    "discovery-fallback",
+    // The v2 API, its emulation and the v2 proxy (`--proxy` other than off is refused outright).
+    "enable-v2",
+    "experimental-enable-v2v3",
+    "v2-deprecation",
+    "proxy-failure-wait",
+    "proxy-refresh-interval",
+    "proxy-dial-timeout",
+    "proxy-write-timeout",
+    "proxy-read-timeout",
+    // TLS (client and peer): see TLS_FLAGS, checked alongside this list.
     "self-signed-cert-validity",
     "cipher-suites",
     "tls-min-version",
@@ -84,6 +89,7 @@ impl ServerConfig {
         let default = ServerConfig::default();
         let mut settings: Vec<String> = UNSUPPORTED_FLAGS
             .iter()
+            .chain(TLS_FLAGS)
             .filter_map(|name| {
                 let flag = flag_table::lookup(name)?;
                 let value = (flag.get)(self);

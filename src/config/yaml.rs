@@ -24,31 +24,13 @@ use super::goparse::{go_quote, parse_int, parse_uint};
 use super::server_config::{ServerConfig, DEFAULT_INITIAL_CLUSTER};
 use super::{validate, ConfigError, Warning};
 
-/// Flags with no top-level YAML key (etcd keeps them elsewhere or not at all).
+/// Flags with no top-level YAML key (etcd keeps them elsewhere or not at all), besides
+/// the TLS flags (`settings::TLS_FLAGS`), which nest under `*-transport-security`.
 const NOT_TOP_LEVEL: &[&str] = &[
     "raft-read-timeout",
     "raft-write-timeout",
     "socket-reuse-port",
     "socket-reuse-address",
-    "cert-file",
-    "key-file",
-    "client-cert-auth",
-    "client-cert-file",
-    "client-key-file",
-    "client-crl-file",
-    "client-cert-allowed-hostname",
-    "trusted-ca-file",
-    "auto-tls",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-client-cert-auth",
-    "peer-trusted-ca-file",
-    "peer-cert-allowed-cn",
-    "peer-cert-allowed-hostname",
-    "peer-auto-tls",
-    "peer-client-cert-file",
-    "peer-client-key-file",
-    "peer-crl-file",
     "experimental-peer-skip-client-san-verification",
     "experimental-snapshot-catchup-entries",
 ];
@@ -332,7 +314,7 @@ fn find_key<'a, T>(key: &str, candidates: impl Iterator<Item = (&'a str, T)> + C
 fn yaml_key_of(flag: &FlagSpec) -> Option<&'static str> {
     match flag.name {
         "experimental-snapshot-catchup-entries" => Some("experimental-snapshot-catch-up-entries"),
-        name if NOT_TOP_LEVEL.contains(&name) => None,
+        name if NOT_TOP_LEVEL.contains(&name) || super::settings::TLS_FLAGS.contains(&name) => None,
         name => Some(name),
     }
 }
