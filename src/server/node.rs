@@ -139,6 +139,13 @@ pub async fn start<D: Dir + Clone, C: Clock>(
     }
     let peer_service = PeerService::new(&transport);
     let (handle, requests) = NodeHandle::new(store.clone(), options.id, options.cluster_id, options.max_request_bytes);
+    // Request ids must not repeat across restarts: an entry proposed by an
+    // earlier incarnation may still be applied after this one starts, and
+    // matching it to a new client's request would acknowledge that request
+    // before its own entry commits. Starting from the wall clock in
+    // nanoseconds keeps ids increasing across restarts (a member never
+    // proposes more than one write per nanosecond).
+    let first_request_id = clock.wall_ns().max(1) as u64;
     let node = NodeLoop {
         options,
         raft,
@@ -147,7 +154,7 @@ pub async fn start<D: Dir + Clone, C: Clock>(
         transport,
         handle: handle.clone(),
         clock,
-        next_request_id: 1,
+        next_request_id: first_request_id,
         pending_writes: BTreeMap::new(),
         waiting_reads: Vec::new(),
         reads_in_flight: BTreeMap::new(),
@@ -218,6 +225,8 @@ struct NodeLoop<D: Dir, C: Clock> {
     transport: Transport,
     handle: NodeHandle<Backend<D>>,
     clock: Arc<C>,
+    /// Next id for a write this member proposes (see `start` for why it
+    /// starts at the wall clock).
     next_request_id: u64,
     /// Writes proposed by this member, by request id, until applied.
     pending_writes: BTreeMap<u64, PendingWrite>,
