@@ -18,6 +18,8 @@ pub struct FaultMix {
     pub partitions: bool,
     pub crashes: bool,
     pub pauses: bool,
+    /// Slow or stalled fsyncs on one member's disk (a gray failure).
+    pub slow_disks: bool,
     /// Mean time between nemesis actions.
     pub interval: Duration,
 }
@@ -28,9 +30,10 @@ impl FaultMix {
             partitions: rng.gen_bool(0.6),
             crashes: rng.gen_bool(0.6),
             pauses: rng.gen_bool(0.4),
+            slow_disks: rng.gen_bool(0.4),
             interval: Duration::from_millis(rng.gen_range(300..3000)),
         };
-        if !(mix.partitions || mix.crashes || mix.pauses) {
+        if !(mix.partitions || mix.crashes || mix.pauses || mix.slow_disks) {
             mix.partitions = true;
         }
         mix
@@ -43,14 +46,15 @@ pub struct FaultCounts {
     pub isolations: u64,
     pub crashes: u64,
     pub pauses: u64,
+    pub slow_disks: u64,
 }
 
 impl fmt::Display for FaultCounts {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
-            "isolations {} crashes {} pauses {}",
-            self.isolations, self.crashes, self.pauses
+            "isolations {} crashes {} pauses {} slow disks {}",
+            self.isolations, self.crashes, self.pauses, self.slow_disks
         )
     }
 }
@@ -61,14 +65,15 @@ pub struct Nemesis {
     isolated: BTreeSet<NodeId>,
     crashed: BTreeSet<NodeId>,
     paused: BTreeSet<NodeId>,
+    slowed: BTreeSet<NodeId>,
     pub counts: FaultCounts,
 }
 
 impl Nemesis {
     /// One random action within the seed's mix. At most one member is faulty at
-    /// a time (f = 1 for 3 members), so a quorum always remains.
+    /// a time (f >= 1 for 3 or 5 members), so a quorum always remains.
     pub fn act(&mut self, cluster: &Cluster, mix: &FaultMix, rng: &mut SmallRng) {
-        let faulty = self.isolated.len() + self.crashed.len() + self.paused.len();
+        let faulty = self.isolated.len() + self.crashed.len() + self.paused.len() + self.slowed.len();
         if faulty > 0 {
             self.heal_all(cluster);
             return;
@@ -89,6 +94,9 @@ impl Nemesis {
         if mix.pauses {
             choices.push(2);
         }
+        if mix.slow_disks {
+            choices.push(3);
+        }
         match choices[rng.gen_range(0..choices.len())] {
             0 => {
                 cluster.isolate(victim);
@@ -100,10 +108,17 @@ impl Nemesis {
                 self.crashed.insert(victim);
                 self.counts.crashes += 1;
             }
-            _ => {
+            2 => {
                 cluster.pause(victim);
                 self.paused.insert(victim);
                 self.counts.pauses += 1;
+            }
+            _ => {
+                // From a slow disk up to a stall longer than the election timeout.
+                let latency = Duration::from_millis(rng.gen_range(20..3000));
+                cluster.members[&victim].disk.set_sync_latency(latency);
+                self.slowed.insert(victim);
+                self.counts.slow_disks += 1;
             }
         }
     }
@@ -115,7 +130,11 @@ impl Nemesis {
         for id in std::mem::take(&mut self.paused) {
             cluster.resume(id);
         }
+        for id in std::mem::take(&mut self.slowed) {
+            cluster.members[&id].disk.set_sync_latency(Duration::ZERO);
+        }
         for id in std::mem::take(&mut self.crashed) {
+            cluster.members[&id].disk.set_sync_latency(Duration::ZERO);
             cluster.restart(id);
         }
     }

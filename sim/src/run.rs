@@ -49,7 +49,8 @@ fn history_digest(history: &History) -> u64 {
 pub async fn scenario(seed: u64) -> (RunReport, History) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mix = FaultMix::random(&mut rng);
-    let cluster = Cluster::start(3, seed);
+    let members = if rng.gen_bool(0.3) { 5 } else { 3 };
+    let cluster = Cluster::start(members, seed);
     let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let start = tokio::time::Instant::now();

@@ -47,6 +47,7 @@ fn run_isolated(seed: u64) -> RunReport {
                 partitions: false,
                 crashes: false,
                 pauses: false,
+                slow_disks: false,
                 interval: std::time::Duration::ZERO,
             },
             faults: Default::default(),
@@ -56,6 +57,62 @@ fn run_isolated(seed: u64) -> RunReport {
             failure: Some(format!("panicked: {message}")),
         }
     })
+}
+
+/// Runs one seed in a child process of this test binary, so every seed starts
+/// from fresh process state and the repro line replays exactly what the sweep
+/// saw (in one process, state left by earlier seeds changed later traces).
+fn run_in_child(seed: u64) -> RunReport {
+    let mut report = RunReport {
+        seed,
+        mix: crate::nemesis::FaultMix {
+            partitions: false,
+            crashes: false,
+            pauses: false,
+            slow_disks: false,
+            interval: std::time::Duration::ZERO,
+        },
+        faults: Default::default(),
+        operations: 0,
+        ok_operations: 0,
+        trace_hash: 0,
+        failure: Some("the seed's process printed no report".to_string()),
+    };
+    let output = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(["sweep::sweep", "--exact", "--nocapture"])
+            .env("SWEEP_SEED", seed.to_string())
+            .output()
+    });
+    let Ok(output) = output else { return report };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(line) = stdout.lines().find_map(|line| line.strip_prefix("seed-report ")) else {
+        let panic = String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .find(|line| line.contains("panicked"))
+            .map(str::to_string);
+        report.failure = Some(panic.unwrap_or_else(|| "the seed's process printed no report".to_string()));
+        return report;
+    };
+    let (fields, failure) = line.split_once(" failure=").unwrap_or((line, "none"));
+    for field in fields.split(' ') {
+        let Some((key, value)) = field.split_once('=') else {
+            continue;
+        };
+        let number: u64 = value.parse().unwrap_or(0);
+        match key {
+            "hash" => report.trace_hash = number,
+            "operations" => report.operations = number as usize,
+            "ok" => report.ok_operations = number as usize,
+            "isolations" => report.faults.isolations = number,
+            "crashes" => report.faults.crashes = number,
+            "pauses" => report.faults.pauses = number,
+            "slow" => report.faults.slow_disks = number,
+            _ => {}
+        }
+    }
+    report.failure = (failure != "none").then(|| failure.to_string());
+    report
 }
 
 fn repro(seed: u64) -> String {
@@ -71,6 +128,18 @@ fn sweep() {
         let seed: u64 = seed.parse().expect("SWEEP_SEED is a number");
         let report = run_isolated(seed);
         println!("{report:#?}");
+        let faults = &report.faults;
+        println!(
+            "seed-report hash={} operations={} ok={} isolations={} crashes={} pauses={} slow={} failure={}",
+            report.trace_hash,
+            report.operations,
+            report.ok_operations,
+            faults.isolations,
+            faults.crashes,
+            faults.pauses,
+            faults.slow_disks,
+            report.failure.as_deref().unwrap_or("none").replace('\n', " ")
+        );
         assert!(report.failure.is_none(), "seed {seed} failed: {:?}", report.failure);
         return;
     }
@@ -94,7 +163,7 @@ fn sweep() {
             std::thread::spawn(move || loop {
                 let position = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&seed) = seeds.get(position) else { return };
-                let report = run_isolated(seed);
+                let report = run_in_child(seed);
                 if let Some(failure) = &report.failure {
                     println!("FAILED seed {seed}: {failure}\n{}", repro(seed));
                 }
@@ -107,29 +176,31 @@ fn sweep() {
     }
     let reports = std::mem::take(&mut *reports.lock().unwrap());
 
-    // Determinism: the first seeds again, compared by trace digest.
+    // Determinism: the first passing seeds again, each in its own process,
+    // compared by trace digest.
     let sample = env_number("SWEEP_DETERMINISM", 3) as usize;
     let mut nondeterministic = Vec::new();
+    let mut checked = 0;
     for report in reports.iter().filter(|report| report.failure.is_none()).take(sample) {
-        let again = run_isolated(report.seed);
-        if again.trace_hash != report.trace_hash {
+        checked += 1;
+        if run_in_child(report.seed).trace_hash != report.trace_hash {
             nondeterministic.push(report.seed);
         }
     }
-    let checked = sample.min(reports.iter().filter(|report| report.failure.is_none()).count());
 
     let failed: Vec<&RunReport> = reports.iter().filter(|report| report.failure.is_some()).collect();
-    let (isolations, crashes, pauses) = reports.iter().fold((0, 0, 0), |totals, report| {
+    let (isolations, crashes, pauses, slow_disks) = reports.iter().fold((0, 0, 0, 0), |totals, report| {
         (
             totals.0 + report.faults.isolations,
             totals.1 + report.faults.crashes,
             totals.2 + report.faults.pauses,
+            totals.3 + report.faults.slow_disks,
         )
     });
     let operations: usize = reports.iter().map(|report| report.operations).sum();
     let ok_operations: usize = reports.iter().map(|report| report.ok_operations).sum();
     println!(
-        "faults injected: isolations {isolations}, crashes {crashes}, pauses {pauses}; \
+        "faults injected: isolations {isolations}, crashes {crashes}, pauses {pauses}, slow disks {slow_disks}; \
          histories checked {}, operations {operations} ({ok_operations} ok)",
         reports.len() - failed.len()
     );
