@@ -36,6 +36,28 @@ pub struct RunReport {
     pub failure: Option<String>,
 }
 
+impl RunReport {
+    /// A report for a seed that produced no run to speak of (it panicked, or
+    /// its process printed nothing).
+    pub fn failed(seed: u64, failure: String) -> RunReport {
+        RunReport {
+            seed,
+            mix: FaultMix {
+                partitions: false,
+                crashes: false,
+                pauses: false,
+                slow_disks: false,
+                interval: Duration::ZERO,
+            },
+            faults: FaultCounts::default(),
+            operations: 0,
+            ok_operations: 0,
+            trace_hash: 0,
+            failure: Some(failure),
+        }
+    }
+}
+
 fn history_digest(history: &History) -> u64 {
     let text = history.to_jsonl_string();
     let mut hash = 0xcbf2_9ce4_8422_2325u64;

@@ -41,21 +41,7 @@ fn run_isolated(seed: u64) -> RunReport {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
             .unwrap_or_else(|| "panic".to_string());
-        RunReport {
-            seed,
-            mix: crate::nemesis::FaultMix {
-                partitions: false,
-                crashes: false,
-                pauses: false,
-                slow_disks: false,
-                interval: std::time::Duration::ZERO,
-            },
-            faults: Default::default(),
-            operations: 0,
-            ok_operations: 0,
-            trace_hash: 0,
-            failure: Some(format!("panicked: {message}")),
-        }
+        RunReport::failed(seed, format!("panicked: {message}"))
     })
 }
 
@@ -63,21 +49,7 @@ fn run_isolated(seed: u64) -> RunReport {
 /// from fresh process state and the repro line replays exactly what the sweep
 /// saw (in one process, state left by earlier seeds changed later traces).
 fn run_in_child(seed: u64) -> RunReport {
-    let mut report = RunReport {
-        seed,
-        mix: crate::nemesis::FaultMix {
-            partitions: false,
-            crashes: false,
-            pauses: false,
-            slow_disks: false,
-            interval: std::time::Duration::ZERO,
-        },
-        faults: Default::default(),
-        operations: 0,
-        ok_operations: 0,
-        trace_hash: 0,
-        failure: Some("the seed's process printed no report".to_string()),
-    };
+    let mut report = RunReport::failed(seed, "the seed's process printed no report".to_string());
     let output = std::env::current_exe().and_then(|exe| {
         std::process::Command::new(exe)
             .args(["sweep::sweep", "--exact", "--nocapture"])

@@ -139,12 +139,14 @@ pub async fn start<D: Dir + Clone, C: Clock>(
     }
     let peer_service = PeerService::new(&transport);
     let (handle, requests) = NodeHandle::new(store.clone(), options.id, options.cluster_id, options.max_request_bytes);
-    // Request ids must not repeat across restarts: an entry proposed by an
-    // earlier incarnation may still be applied after this one starts, and
-    // matching it to a new client's request would acknowledge that request
-    // before its own entry commits. Starting from the wall clock in
-    // nanoseconds keeps ids increasing across restarts (a member never
-    // proposes more than one write per nanosecond).
+    // Request ids and read contexts must not repeat across restarts: an entry
+    // proposed by an earlier incarnation may still be applied after this one
+    // starts, and a ReadIndex answer for an earlier incarnation's context may
+    // still arrive. Matching either to a new request would acknowledge a write
+    // before its own entry commits, or release a read at an index that
+    // predates it (the simulation found the stale read: seed 594). Starting
+    // from the wall clock in nanoseconds keeps both increasing across
+    // restarts (a member never issues more than one per nanosecond).
     let first_request_id = clock.wall_ns().max(1) as u64;
     let node = NodeLoop {
         options,
@@ -159,7 +161,7 @@ pub async fn start<D: Dir + Clone, C: Clock>(
         waiting_reads: Vec::new(),
         reads_in_flight: BTreeMap::new(),
         reads_awaiting_apply: Vec::new(),
-        next_read_context: 1,
+        next_read_context: first_request_id,
         proposals: Vec::new(),
         leader: NodeId::NONE,
         role: Role::Follower,
