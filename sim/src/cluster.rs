@@ -6,12 +6,17 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use braid::io::{MemDir, SystemClock};
+use braid::io::MemDir;
 use braid::raft::{ConfState, NodeId};
+use braid::server::hooks::NodeHooks;
 use braid::server::node::{self, Backend, NodeOptions};
 use braid::server::NodeHandle;
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
+
+use crate::clock::SimClock;
+use crate::faults::FaultyTransport;
+use crate::observer::Invariants;
 
 pub const PEER_PORT: u16 = 2380;
 pub const CLIENT_PORT: u16 = 2379;
@@ -22,6 +27,8 @@ pub struct Member {
     pub id: NodeId,
     pub ip: IpAddr,
     pub disk: MemDir,
+    /// The member's clock; survives restarts like the disk.
+    pub clock: SimClock,
     pub node: madsim::runtime::NodeHandle,
     /// The running member's handle, replaced on every (re)start.
     pub handle: Arc<Mutex<Option<Handle>>>,
@@ -29,6 +36,10 @@ pub struct Member {
 
 pub struct Cluster {
     pub members: BTreeMap<NodeId, Member>,
+    /// Message faults every member's transport consults.
+    pub faults: Arc<FaultyTransport>,
+    /// Invariants every member reports to.
+    pub invariants: Arc<Invariants>,
 }
 
 fn ip_of(index: u64) -> IpAddr {
@@ -40,10 +51,18 @@ impl Cluster {
     pub fn start(size: u64, seed: u64) -> Cluster {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
         let runtime = madsim::runtime::Handle::current();
+        let faults = Arc::new(FaultyTransport::new(seed ^ 0xfa17));
+        let invariants = Arc::new(Invariants::default());
+        let origin = tokio::time::Instant::now();
         let mut members = BTreeMap::new();
         for id in &ids {
             let ip = ip_of(id.0);
             let disk = MemDir::new();
+            let clock = SimClock::new(origin);
+            let hooks = NodeHooks {
+                faults: Some(faults.clone()),
+                observer: Some(invariants.clone()),
+            };
             let slot: Arc<Mutex<Option<Handle>>> = Arc::new(Mutex::new(None));
             let options = NodeOptions {
                 id: *id,
@@ -64,6 +83,7 @@ impl Cluster {
                 seed: seed ^ id.0,
             };
             let node_disk = disk.clone();
+            let node_clock = clock.clone();
             let node_slot = Arc::clone(&slot);
             let node = runtime
                 .create_node()
@@ -72,9 +92,11 @@ impl Cluster {
                 .init(move || {
                     let options = options.clone();
                     let disk = node_disk.clone();
+                    let clock = Arc::new(node_clock.clone());
+                    let hooks = hooks.clone();
                     let slot = Arc::clone(&node_slot);
                     async move {
-                        let started = node::start(options, disk, Arc::new(SystemClock::new()))
+                        let started = node::start_with_hooks(options, disk, clock, hooks)
                             .await
                             .expect("member starts from its disk");
                         *slot.lock().unwrap() = Some(started.handle.clone());
@@ -106,12 +128,17 @@ impl Cluster {
                     id: *id,
                     ip,
                     disk,
+                    clock,
                     node,
                     handle: slot,
                 },
             );
         }
-        Cluster { members }
+        Cluster {
+            members,
+            faults,
+            invariants,
+        }
     }
 
     pub fn handle(&self, id: NodeId) -> Option<Handle> {
@@ -151,6 +178,17 @@ impl Cluster {
 
     pub fn heal(&self, id: NodeId) {
         madsim::net::NetSim::current().unclog_node(self.members[&id].node.id());
+    }
+
+    /// Stops traffic from `from` to `to` only (a one-way partition).
+    pub fn cut_link(&self, from: NodeId, to: NodeId) {
+        let (from, to) = (self.members[&from].node.id(), self.members[&to].node.id());
+        madsim::net::NetSim::current().clog_link(from, to);
+    }
+
+    pub fn restore_link(&self, from: NodeId, to: NodeId) {
+        let (from, to) = (self.members[&from].node.id(), self.members[&to].node.id());
+        madsim::net::NetSim::current().unclog_link(from, to);
     }
 
     /// The member that currently believes it leads, if any.

@@ -4,14 +4,18 @@
 //! `--cfg madsim` (`sim/sweep`, or `cargo sim -p braid-sim`); in a normal build
 //! this crate is empty.
 //!
-//! Reading order: `cluster` (members on madsim nodes), `workload` (clients
+//! Reading order: `cluster` (members on madsim nodes, each with a `clock`,
+//! the shared `faults` of the transport and the `observer` of invariants), `workload` (clients
 //! recording histories), `nemesis` (the seed's fault mix), `run` (one seeded
 //! run: safety phase, heal, liveness, checks), `sweep` (many seeds, repro
 //! lines, determinism).
 #![cfg(madsim)]
 
+pub mod clock;
 pub mod cluster;
+pub mod faults;
 pub mod nemesis;
+pub mod observer;
 pub mod run;
 pub mod workload;
 

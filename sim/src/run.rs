@@ -6,15 +6,20 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use braid_jepsen::{check, CheckOptions, History, RegisterModel};
+use std::collections::BTreeMap;
+
+use braid_jepsen::{check, CheckOptions, EtcdModel, History, RegisterModel};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
 use crate::nemesis::{FaultCounts, FaultMix, Nemesis};
-use crate::workload::{read_every_key, run_client, Recorder};
+use crate::workload::{check_serializable_reads, read_every_key, run_client, Recorder, Workload};
 
-const CLIENTS: u64 = 4;
+/// Concurrent clients: the whole-store history cannot be split by key, so its
+/// search space is kept small with fewer clients.
+const REGISTER_CLIENTS: u64 = 4;
+const STORE_CLIENTS: u64 = 2;
 const SAFETY_PHASE: Duration = Duration::from_secs(20);
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Simulated time after which the run is declared stuck (a liveness failure).
@@ -27,7 +32,11 @@ const CHECK_BUDGET: Duration = Duration::from_secs(10);
 pub struct RunReport {
     pub seed: u64,
     pub mix: FaultMix,
+    pub workload: Option<Workload>,
     pub faults: FaultCounts,
+    /// Everything else counted (message fates, invariant evaluations,
+    /// serializable reads), by name, for the sweep's totals.
+    pub counters: BTreeMap<String, u64>,
     pub operations: usize,
     pub ok_operations: usize,
     /// A digest of the history (operations and their simulated times): equal
@@ -42,14 +51,10 @@ impl RunReport {
     pub fn failed(seed: u64, failure: String) -> RunReport {
         RunReport {
             seed,
-            mix: FaultMix {
-                partitions: false,
-                crashes: false,
-                pauses: false,
-                slow_disks: false,
-                interval: Duration::ZERO,
-            },
+            mix: FaultMix::none(),
+            workload: None,
             faults: FaultCounts::default(),
+            counters: BTreeMap::new(),
             operations: 0,
             ok_operations: 0,
             trace_hash: 0,
@@ -72,6 +77,11 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mix = FaultMix::random(&mut rng);
     let members = if rng.gen_bool(0.3) { 5 } else { 3 };
+    let workload = if rng.gen_bool(0.3) {
+        Workload::Store
+    } else {
+        Workload::Register
+    };
     let cluster = Cluster::start(members, seed);
     let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
     let recorder = Arc::new(Mutex::new(Recorder::default()));
@@ -79,7 +89,11 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     let deadline = start + SAFETY_PHASE;
     let runtime = madsim::runtime::Handle::current();
     let mut clients = Vec::new();
-    for id in 0..CLIENTS {
+    let client_count = match workload {
+        Workload::Register => REGISTER_CLIENTS,
+        Workload::Store => STORE_CLIENTS,
+    };
+    for id in 0..client_count {
         let node = runtime
             .create_node()
             .name(format!("client{id}"))
@@ -88,7 +102,8 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         let urls = urls.clone();
         let recorder = Arc::clone(&recorder);
         let client_seed = rng.gen();
-        clients.push(node.spawn(run_client(id, urls, client_seed, start, deadline, recorder)));
+        let client = run_client(id, workload, urls, client_seed, start, deadline, recorder);
+        clients.push(node.spawn(client));
     }
 
     // Safety phase: the nemesis acts while the clients run.
@@ -109,7 +124,7 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
 
     // Liveness phase: with everything healed, every member must serve a write
     // and a linearizable read within the bound.
-    let mut failure = liveness(&cluster, start, &recorder).await.err();
+    let mut failure = liveness(&cluster, workload, start, &recorder).await.err();
 
     // Final: a power failure of every member at once (unsynced data dropped,
     // kept or torn per page), a restart, and a read of every key. A write that
@@ -127,7 +142,7 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)))
             .build();
         let read_deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
-        let reader = read_every_key(200, urls.clone(), start, read_deadline, Arc::clone(&recorder));
+        let reader = read_every_key(200, workload, urls.clone(), start, read_deadline, Arc::clone(&recorder));
         let unread = checker.spawn(reader).await.unwrap_or_default();
         if !unread.is_empty() {
             failure = Some(format!(
@@ -136,7 +151,39 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         }
     }
 
-    let history = std::mem::take(&mut recorder.lock().unwrap().history);
+    // Let restarted members report in before the invariants are read.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (violations, violation_count) = cluster.invariants.violations();
+    if !violations.is_empty() {
+        let more = violation_count - violations.len();
+        let mut message = format!("invariant violated: {}", violations.join("; "));
+        if more > 0 {
+            message.push_str(&format!(" (and {more} more)"));
+        }
+        failure = Some(message);
+    }
+    let (history, serializable_reads) = {
+        let mut recorder = recorder.lock().unwrap();
+        (
+            std::mem::take(&mut recorder.history),
+            std::mem::take(&mut recorder.serializable_reads),
+        )
+    };
+    if failure.is_none() {
+        failure = check_serializable_reads(&history, &serializable_reads).err();
+    }
+    let fates = cluster.faults.counts();
+    let counters: BTreeMap<String, u64> = [
+        ("invariant-evaluations", cluster.invariants.evaluations()),
+        ("serializable-reads", serializable_reads.len() as u64),
+        ("messages-dropped", fates.dropped),
+        ("messages-duplicated", fates.duplicated),
+        ("messages-corrupted", fates.corrupted),
+        ("messages-delayed", fates.delayed),
+    ]
+    .into_iter()
+    .map(|(name, count)| (name.to_string(), count))
+    .collect();
     let operations = history.len();
     let ok_operations = history
         .operations
@@ -148,7 +195,9 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         RunReport {
             seed,
             mix,
+            workload: Some(workload),
             faults: nemesis.counts,
+            counters,
             operations,
             ok_operations,
             trace_hash,
@@ -160,6 +209,7 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
 
 async fn liveness(
     cluster: &Cluster,
+    workload: Workload,
     start: tokio::time::Instant,
     recorder: &Arc<Mutex<Recorder>>,
 ) -> Result<(), String> {
@@ -179,6 +229,7 @@ async fn liveness(
             let burst_end = tokio::time::Instant::now() + Duration::from_secs(2);
             let client = run_client(
                 100 + position as u64,
+                workload,
                 urls.clone(),
                 position as u64,
                 start,
@@ -211,7 +262,11 @@ pub fn run_seed(seed: u64) -> RunReport {
     drop(runtime);
     if report.failure.is_none() {
         let options = CheckOptions::default().with_budget(CHECK_BUDGET);
-        match check(&RegisterModel::revision_aware(), &history, &options) {
+        let result = match report.workload {
+            Some(Workload::Store) => check(&EtcdModel::new(), &history, &options),
+            _ => check(&RegisterModel::revision_aware(), &history, &options),
+        };
+        match result {
             Ok(result) if result.verdict.is_ok() => {}
             Ok(result) => report.failure = Some(format!("history is not linearizable: {}", result.verdict)),
             Err(error) => report.failure = Some(format!("history could not be checked: {error}")),

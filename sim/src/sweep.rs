@@ -76,11 +76,12 @@ fn run_in_child(seed: u64) -> RunReport {
             "hash" => report.trace_hash = number,
             "operations" => report.operations = number as usize,
             "ok" => report.ok_operations = number as usize,
-            "isolations" => report.faults.isolations = number,
-            "crashes" => report.faults.crashes = number,
-            "pauses" => report.faults.pauses = number,
-            "slow" => report.faults.slow_disks = number,
-            _ => {}
+            "workload" => {
+                report.counters.insert(format!("workload-{value}"), 1);
+            }
+            _ => {
+                report.counters.insert(key.to_string(), number);
+            }
         }
     }
     report.failure = (failure != "none").then(|| failure.to_string());
@@ -100,16 +101,23 @@ fn sweep() {
         let seed: u64 = seed.parse().expect("SWEEP_SEED is a number");
         let report = run_isolated(seed);
         println!("{report:#?}");
-        let faults = &report.faults;
+        let mut fields = vec![
+            format!("hash={}", report.trace_hash),
+            format!("operations={}", report.operations),
+            format!("ok={}", report.ok_operations),
+        ];
+        if let Some(workload) = report.workload {
+            fields.push(format!("workload={}", format!("{workload:?}").to_lowercase()));
+        }
+        for (name, count) in report.faults.classes() {
+            fields.push(format!("fault-{}={count}", name.replace(' ', "-")));
+        }
+        for (name, count) in &report.counters {
+            fields.push(format!("{name}={count}"));
+        }
         println!(
-            "seed-report hash={} operations={} ok={} isolations={} crashes={} pauses={} slow={} failure={}",
-            report.trace_hash,
-            report.operations,
-            report.ok_operations,
-            faults.isolations,
-            faults.crashes,
-            faults.pauses,
-            faults.slow_disks,
+            "seed-report {} failure={}",
+            fields.join(" "),
             report.failure.as_deref().unwrap_or("none").replace('\n', " ")
         );
         assert!(report.failure.is_none(), "seed {seed} failed: {:?}", report.failure);
@@ -161,19 +169,27 @@ fn sweep() {
     }
 
     let failed: Vec<&RunReport> = reports.iter().filter(|report| report.failure.is_some()).collect();
-    let (isolations, crashes, pauses, slow_disks) = reports.iter().fold((0, 0, 0, 0), |totals, report| {
-        (
-            totals.0 + report.faults.isolations,
-            totals.1 + report.faults.crashes,
-            totals.2 + report.faults.pauses,
-            totals.3 + report.faults.slow_disks,
-        )
-    });
+    let mut totals: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for report in &reports {
+        for (name, count) in &report.counters {
+            *totals.entry(name.as_str()).or_default() += count;
+        }
+    }
+    let faults: Vec<String> = totals
+        .iter()
+        .filter_map(|(name, count)| name.strip_prefix("fault-").map(|name| format!("{name} {count}")))
+        .collect();
+    println!("faults injected: {}", faults.join(", "));
+    let others: Vec<String> = totals
+        .iter()
+        .filter(|(name, _)| !name.starts_with("fault-"))
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    println!("counted: {}", others.join(", "));
     let operations: usize = reports.iter().map(|report| report.operations).sum();
     let ok_operations: usize = reports.iter().map(|report| report.ok_operations).sum();
     println!(
-        "faults injected: isolations {isolations}, crashes {crashes}, pauses {pauses}, slow disks {slow_disks}; \
-         histories checked {}, operations {operations} ({ok_operations} ok)",
+        "histories checked {}, operations {operations} ({ok_operations} ok)",
         reports.len() - failed.len()
     );
     println!(

@@ -141,7 +141,11 @@ impl<B: Backend> MvccStore<B> {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut applied = false;
         for entry in entries {
-            if entry.position.index <= batch.consistent_index.index {
+            #[cfg(feature = "sim-bugs")]
+            let guarded = !shared.config.planted_double_apply;
+            #[cfg(not(feature = "sim-bugs"))]
+            let guarded = true;
+            if guarded && entry.position.index <= batch.consistent_index.index {
                 outcomes.push(ApplyOutcome::AlreadyApplied {
                     consistent_index: batch.consistent_index,
                 });

@@ -49,6 +49,10 @@ pub struct MvccConfig {
     pub watch_history_chunk_entries: usize,
     /// Entries one physical compaction step examines (etcd's `CompactionBatchLimit`, 1000).
     pub compaction_batch_entries: usize,
+    /// A bug planted for the simulation to find: apply entries at or below the
+    /// consistent index again instead of skipping them.
+    #[cfg(feature = "sim-bugs")]
+    pub planted_double_apply: bool,
 }
 
 impl Default for MvccConfig {
@@ -58,6 +62,8 @@ impl Default for MvccConfig {
             watch_response_events_max: 1024,
             watch_history_chunk_entries: 1024,
             compaction_batch_entries: 1000,
+            #[cfg(feature = "sim-bugs")]
+            planted_double_apply: false,
         }
     }
 }

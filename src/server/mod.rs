@@ -1,6 +1,8 @@
 //! The node: composes raft, wal and mvcc over io, and decides ordering.
 pub mod cluster;
 mod handle;
+pub mod hooks;
+mod incarnation;
 mod log_store;
 pub mod metrics;
 pub mod node;

@@ -25,6 +25,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
+use super::hooks::{self, AppliedEntry, NodeHooks, NodeObserver, Progress};
+use super::incarnation;
 use super::log_store::LogStore;
 use super::proposal::{self, Proposal};
 use super::transport::{PeerService, Transport, TransportEvent};
@@ -95,6 +97,19 @@ pub async fn start<D: Dir + Clone, C: Clock>(
     dir: D,
     clock: Arc<C>,
 ) -> Result<Started<D>, NodeError> {
+    start_with_hooks(options, dir, clock, NodeHooks::default()).await
+}
+
+/// `start`, with a test harness's fault and observer hooks.
+pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
+    options: NodeOptions,
+    dir: D,
+    clock: Arc<C>,
+    hooks: NodeHooks,
+) -> Result<Started<D>, NodeError> {
+    let incarnation = incarnation::next_incarnation(&dir)
+        .await
+        .map_err(|error| NodeError::State(error.to_string()))?;
     let (log, mut persisted) = LogStore::open(dir.clone(), options.wal.clone()).await?;
     let pages = dir
         .open_pages(STATE_FILE, options.page_size)
@@ -111,12 +126,25 @@ pub async fn start<D: Dir + Clone, C: Clock>(
     )
     .await
     .map_err(|error| NodeError::State(error.to_string()))?;
-    let store = MvccStore::open(BTreeBackend::new(tree), MvccConfig::default())
+    let bugs = PlantedBugs::from_environment();
+    let mvcc_config = MvccConfig {
+        #[cfg(feature = "sim-bugs")]
+        planted_double_apply: bugs.double_apply,
+        ..MvccConfig::default()
+    };
+    let store = MvccStore::open(BTreeBackend::new(tree), mvcc_config)
         .await
         .map_err(|error| NodeError::State(error.to_string()))?;
     let applied = store.consistent_index().index;
     let recovered_entries = persisted.entries.len();
-    persisted.applied = Index(applied);
+    // The planted double-apply bug hands Raft an applied index a few entries
+    // short, so a restart applies them a second time (mvcc's exactly-once
+    // guard is switched off with it).
+    persisted.applied = Index(if bugs.double_apply {
+        applied.saturating_sub(3)
+    } else {
+        applied
+    });
     let last_logged = persisted.entries.last().map_or(0, |entry| entry.index.0);
     if applied > last_logged && persisted.hard_state.commit.0 > 0 {
         return Err(NodeError::State(format!(
@@ -133,21 +161,17 @@ pub async fn start<D: Dir + Clone, C: Clock>(
     let raft = Raft::new(config, persisted, options.initial_conf.clone());
 
     let (events, event_inbox) = mpsc::unbounded_channel();
-    let transport = Transport::new(options.id, options.cluster_id, events);
+    let transport = Transport::new(options.id, options.cluster_id, events, hooks.faults.clone());
     for (peer, url) in &options.peer_urls {
         transport.add_peer(*peer, url.clone());
     }
     let peer_service = PeerService::new(&transport);
     let (handle, requests) = NodeHandle::new(store.clone(), options.id, options.cluster_id, options.max_request_bytes);
-    // Request ids and read contexts must not repeat across restarts: an entry
-    // proposed by an earlier incarnation may still be applied after this one
-    // starts, and a ReadIndex answer for an earlier incarnation's context may
-    // still arrive. Matching either to a new request would acknowledge a write
-    // before its own entry commits, or release a read at an index that
-    // predates it (the simulation found the stale read: seed 594). Starting
-    // from the wall clock in nanoseconds keeps both increasing across
-    // restarts (a member never issues more than one per nanosecond).
-    let first_request_id = clock.wall_ns().max(1) as u64;
+    // Request ids and read contexts never repeat across restarts (see `incarnation`).
+    let first_request_id = incarnation::first_id(incarnation);
+    if let Some(observer) = &hooks.observer {
+        observer.started(options.id, incarnation);
+    }
     let node = NodeLoop {
         options,
         raft,
@@ -166,8 +190,9 @@ pub async fn start<D: Dir + Clone, C: Clock>(
         leader: NodeId::NONE,
         role: Role::Follower,
         leader_changes: 0,
-        bugs: PlantedBugs::from_environment(),
+        bugs,
         readies: 0,
+        observer: hooks.observer,
     };
     let task = tokio::spawn(node.run(requests, event_inbox));
     Ok(Started {
@@ -188,6 +213,8 @@ struct PlantedBugs {
     ack_before_fsync: bool,
     /// Serve linearizable reads from local state without ReadIndex.
     read_without_read_index: bool,
+    /// Apply the last few entries again after a restart.
+    double_apply: bool,
 }
 
 impl PlantedBugs {
@@ -197,6 +224,7 @@ impl PlantedBugs {
         PlantedBugs {
             ack_before_fsync: bug == "ack-before-fsync",
             read_without_read_index: bug == "read-without-readindex",
+            double_apply: bug == "double-apply",
         }
     }
 
@@ -246,6 +274,7 @@ struct NodeLoop<D: Dir, C: Clock> {
     leader_changes: u64,
     bugs: PlantedBugs,
     readies: u64,
+    observer: Option<Arc<dyn NodeObserver>>,
 }
 
 enum Event {
@@ -438,6 +467,11 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 }
             }
         }
+        if soft.role == Role::Leader && self.role != Role::Leader {
+            if let Some(observer) = &self.observer {
+                observer.became_leader(self.options.id, self.raft.term().0);
+            }
+        }
         self.leader = soft.leader;
         self.role = soft.role;
     }
@@ -475,6 +509,9 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             .apply(batch, &|_| false)
             .await
             .map_err(|error| NodeError::State(error.to_string()))?;
+        if let Some(observer) = &self.observer {
+            report_applied(observer.as_ref(), self.options.id, entries, &outcomes);
+        }
         for (outcome, origin) in outcomes.into_iter().zip(origins) {
             let Some((origin, id)) = origin else { continue };
             if origin != self.options.id.0 {
@@ -575,6 +612,15 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             .proposals_pending
             .store(self.pending_writes.len() as u64, Ordering::Relaxed);
         let status = self.raft.status();
+        if let Some(observer) = &self.observer {
+            let progress = Progress {
+                term: status.term.0,
+                commit: status.committed.0,
+                applied: self.store.consistent_index().index,
+                revision: self.store.current_revision().0,
+            };
+            observer.progress(self.options.id, progress);
+        }
         let stats = self.store.backend().tree().stats();
         self.handle.publish(MemberStatus {
             member_id: self.options.id.0,
@@ -589,6 +635,31 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             is_leader: status.role == Role::Leader,
             leader_changes_seen: self.leader_changes,
         });
+    }
+}
+
+/// Tells the observer about every entry applied just now.
+fn report_applied(
+    observer: &dyn NodeObserver,
+    member: NodeId,
+    entries: &[raft::Entry],
+    outcomes: &[ApplyOutcome<WriteResponse>],
+) {
+    for (entry, outcome) in entries.iter().zip(outcomes) {
+        let revision = match outcome {
+            ApplyOutcome::Applied(Ok(WriteResponse::Noop { revision })) => Some(revision.0),
+            ApplyOutcome::Applied(Ok(response)) => response_revision(response),
+            ApplyOutcome::Applied(Err(_)) => None,
+            ApplyOutcome::AlreadyApplied { .. } => continue,
+        };
+        let kind = [entry.kind as u8];
+        let applied = AppliedEntry {
+            index: entry.index.0,
+            term: entry.term.0,
+            digest: hooks::digest(&[&kind, &entry.data]),
+            revision,
+        };
+        observer.applied(member, applied);
     }
 }
 

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use braid_proto::braidpb;
 use braid_proto::braidpb::peer_client::PeerClient;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::hooks::{Fate, MessageFaults};
 use super::peer_codec::{decode_frame, encode_frame};
 use crate::raft::{Message, NodeId};
 
@@ -57,16 +59,24 @@ pub struct Transport {
     peers: Arc<Mutex<BTreeMap<NodeId, Peer>>>,
     events: mpsc::UnboundedSender<TransportEvent>,
     pub counters: Arc<TransportCounters>,
+    /// The simulation's message faults; `None` in production.
+    faults: Option<Arc<dyn MessageFaults>>,
 }
 
 impl Transport {
-    pub fn new(local: NodeId, cluster_id: u64, events: mpsc::UnboundedSender<TransportEvent>) -> Transport {
+    pub fn new(
+        local: NodeId,
+        cluster_id: u64,
+        events: mpsc::UnboundedSender<TransportEvent>,
+        faults: Option<Arc<dyn MessageFaults>>,
+    ) -> Transport {
         Transport {
             local,
             cluster_id,
             peers: Arc::new(Mutex::new(BTreeMap::new())),
             events,
             counters: Arc::new(TransportCounters::default()),
+            faults,
         }
     }
 
@@ -82,6 +92,7 @@ impl Transport {
             cluster_id: self.cluster_id,
             events: self.events.clone(),
             counters: Arc::clone(&self.counters),
+            faults: self.faults.clone(),
         };
         tokio::spawn(sender.run(receiver));
         self.lock_peers().insert(peer, Peer { queue });
@@ -124,6 +135,7 @@ struct PeerSender {
     cluster_id: u64,
     events: mpsc::UnboundedSender<TransportEvent>,
     counters: Arc<TransportCounters>,
+    faults: Option<Arc<dyn MessageFaults>>,
 }
 
 impl PeerSender {
@@ -161,7 +173,11 @@ impl PeerSender {
                 None => queue.recv().await,
             } {
                 let frame = encode_frame(self.cluster_id, &message);
-                if frames.send(frame).await.is_err() {
+                let fate = self
+                    .faults
+                    .as_ref()
+                    .map_or(Fate::Deliver, |faults| faults.fate(&message));
+                if send_with_fate(&frames, frame, fate).await.is_err() {
                     broken = true;
                     break;
                 }
@@ -183,6 +199,41 @@ impl PeerSender {
             self.report_loss(1);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// Puts `frame` on the stream as `fate` says (always `Deliver` in production).
+async fn send_with_fate(
+    frames: &mpsc::Sender<braidpb::Frame>,
+    frame: braidpb::Frame,
+    fate: Fate,
+) -> Result<(), mpsc::error::SendError<braidpb::Frame>> {
+    match fate {
+        Fate::Deliver => frames.send(frame).await,
+        Fate::Drop => Ok(()),
+        Fate::Duplicate => {
+            frames.send(frame.clone()).await?;
+            frames.send(frame).await
+        }
+        Fate::Corrupt => {
+            let mut payload = frame.payload.to_vec();
+            if let Some(byte) = payload.get_mut(frame.payload.len() / 2) {
+                *byte ^= 0x10;
+            }
+            let corrupted = braidpb::Frame {
+                payload: Bytes::from(payload),
+                ..frame
+            };
+            frames.send(corrupted).await
+        }
+        Fate::Delay(delay) => {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = frames.send(frame).await;
+            });
+            Ok(())
         }
     }
 }

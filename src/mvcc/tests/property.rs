@@ -110,6 +110,7 @@ async fn run_seed(seed: u64, coverage: &mut Coverage) {
         watch_response_events_max: 4,
         watch_history_chunk_entries: 5,
         compaction_batch_entries: 3,
+        ..MvccConfig::default()
     };
     let backend = MemBackend::new();
     let store = MvccStore::open(backend.clone(), config.clone()).await.unwrap();
