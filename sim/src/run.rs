@@ -14,12 +14,17 @@ use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
 use crate::nemesis::{FaultCounts, FaultMix, Nemesis};
-use crate::workload::{check_serializable_reads, read_every_key, run_client, Recorder, Workload};
+use crate::workload::{
+    check_serializable_reads, missing_load_writes, read_every_key, run_client, run_load_writer, Recorder, Workload,
+};
 
 /// Concurrent clients: the whole-store history cannot be split by key, so its
 /// search space is kept small with fewer clients.
 const REGISTER_CLIENTS: u64 = 4;
 const STORE_CLIENTS: u64 = 2;
+/// Load writers on seeds with the load knob: enough to keep about 10k writes
+/// per simulated second in flight on a healthy cluster.
+const LOAD_WRITERS: u64 = 96;
 const SAFETY_PHASE: Duration = Duration::from_secs(20);
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Simulated time after which the run is declared stuck (a liveness failure).
@@ -82,6 +87,10 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     } else {
         Workload::Register
     };
+    // Heavy load costs real time: one seed in ten. The whole-store model
+    // cannot see the load writers' keys (they move the global revision), so
+    // only register seeds carry it.
+    let load = rng.gen_bool(0.1) && workload == Workload::Register;
     let cluster = Cluster::start(members, seed);
     let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
     let recorder = Arc::new(Mutex::new(Recorder::default()));
@@ -104,6 +113,19 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         let client_seed = rng.gen();
         let client = run_client(id, workload, urls, client_seed, start, deadline, recorder);
         clients.push(node.spawn(client));
+    }
+
+    let load_acknowledged = Arc::new(Mutex::new(Vec::new()));
+    if load {
+        let loader = runtime
+            .create_node()
+            .name("loader")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
+            .build();
+        for id in 0..LOAD_WRITERS {
+            let writer = run_load_writer(id, urls.clone(), rng.gen(), deadline, Arc::clone(&load_acknowledged));
+            clients.push(loader.spawn(writer));
+        }
     }
 
     // Safety phase: the nemesis acts while the clients run.
@@ -149,6 +171,23 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
                 "after a power failure of every member, keys {unread:?} could not be read"
             ));
         }
+        let acknowledged = load_acknowledged.lock().unwrap().clone();
+        if failure.is_none() && !acknowledged.is_empty() {
+            let read_deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
+            let check = missing_load_writes(urls.clone(), acknowledged, read_deadline);
+            match checker.spawn(check).await {
+                Ok(Ok(missing)) if missing.is_empty() => {}
+                Ok(Ok(missing)) => {
+                    failure = Some(format!(
+                        "after a power failure of every member, {} acknowledged writes are lost, e.g. {:?}",
+                        missing.len(),
+                        &missing[..missing.len().min(3)]
+                    ))
+                }
+                Ok(Err(error)) => failure = Some(error),
+                Err(_) => failure = Some("the load check's task failed".to_string()),
+            }
+        }
     }
 
     // Let restarted members report in before the invariants are read.
@@ -176,6 +215,11 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     let counters: BTreeMap<String, u64> = [
         ("invariant-evaluations", cluster.invariants.evaluations()),
         ("serializable-reads", serializable_reads.len() as u64),
+        ("load-seeds", u64::from(load)),
+        (
+            "load-writes-acknowledged",
+            load_acknowledged.lock().unwrap().len() as u64,
+        ),
         ("messages-dropped", fates.dropped),
         ("messages-duplicated", fates.duplicated),
         ("messages-corrupted", fates.corrupted),

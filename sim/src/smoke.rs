@@ -106,3 +106,55 @@ async fn three_members_keep_acknowledged_writes_through_partition_and_crash() {
         }
     }
 }
+
+/// The design's load on a healthy cluster: the load writers for five
+/// simulated seconds, then every acknowledged key read back. Prints the rate
+/// reached (a figure for the report, not a gate).
+#[madsim::test]
+async fn load_writers_reach_the_design_load_and_lose_nothing() {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::{Arc, Mutex};
+
+    use crate::workload::{missing_load_writes, run_load_writer};
+
+    let seed = madsim::runtime::Handle::current().seed();
+    let cluster = Cluster::start(3, seed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
+    let loader = madsim::runtime::Handle::current()
+        .create_node()
+        .name("loader")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
+        .build();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let phase = Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + phase;
+    let writers: Vec<_> = (0..96u64)
+        .map(|id| {
+            loader.spawn(run_load_writer(
+                id,
+                urls.clone(),
+                seed ^ id,
+                deadline,
+                Arc::clone(&acknowledged),
+            ))
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    println!(
+        "seed {seed}: {} writes acknowledged in {phase:?}: {:.0} writes per simulated second",
+        acknowledged.len(),
+        acknowledged.len() as f64 / phase.as_secs_f64()
+    );
+    assert!(!acknowledged.is_empty(), "no load write was acknowledged");
+    let read_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let missing = loader
+        .spawn(missing_load_writes(urls, acknowledged, read_deadline))
+        .await
+        .unwrap()
+        .expect("the keys are readable");
+    assert!(missing.is_empty(), "acknowledged writes are missing: {missing:?}");
+}

@@ -488,3 +488,98 @@ pub fn check_serializable_reads(history: &History, reads: &[SerializableRead]) -
     }
     Ok(())
 }
+
+/// Keys written by the load writers (outside the checked history's keys).
+pub const LOAD_PREFIX: &str = "load/";
+
+/// A load writer: puts fresh keys as fast as the cluster takes them until
+/// `deadline`, recording each acknowledged key. Together the writers bring
+/// the cluster to the design's load (about 10k writes per simulated second);
+/// the final check reads every acknowledged key back after a power failure.
+pub async fn run_load_writer(
+    id: u64,
+    urls: Vec<String>,
+    seed: u64,
+    deadline: tokio::time::Instant,
+    acknowledged: Arc<Mutex<Vec<String>>>,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut channels = Channels::default();
+    let mut counter = 0u64;
+    while tokio::time::Instant::now() < deadline {
+        let url = &urls[rng.gen_range(0..urls.len())];
+        counter += 1;
+        let key = format!("{LOAD_PREFIX}{id:03}/{counter:08}");
+        let Some(mut kv) = channels.get(url).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let request = PutRequest {
+            key: Bytes::from(key.clone()),
+            value: Bytes::from(key.clone()),
+            ..PutRequest::default()
+        };
+        match tokio::time::timeout(OPERATION_TIMEOUT, kv.put(request)).await {
+            Ok(Ok(_)) => acknowledged.lock().unwrap().push(key),
+            _ => {
+                channels.forget(url);
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(10..100))).await;
+            }
+        }
+    }
+}
+
+/// Reads back every key under `LOAD_PREFIX` (in pages) and returns the
+/// acknowledged keys that are missing or hold the wrong value, or an error
+/// when no member answered before `deadline`.
+pub async fn missing_load_writes(
+    urls: Vec<String>,
+    acknowledged: Vec<String>,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<String>, String> {
+    const PAGE_KEYS: i64 = 5000;
+    let mut present = std::collections::BTreeSet::new();
+    let mut from = Bytes::from(LOAD_PREFIX);
+    let end = Bytes::from("load0");
+    let mut attempt = 0usize;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err("could not read the load writers' keys back before the deadline".to_string());
+        }
+        let url = &urls[attempt % urls.len()];
+        let request = RangeRequest {
+            key: from.clone(),
+            range_end: end.clone(),
+            limit: PAGE_KEYS,
+            ..RangeRequest::default()
+        };
+        let response = match connect(url).await {
+            Some(mut kv) => tokio::time::timeout(OPERATION_TIMEOUT * 5, kv.range(request)).await,
+            None => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(Ok(response)) = response else {
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let response = response.into_inner();
+        for kv in &response.kvs {
+            if kv.key == kv.value {
+                present.insert(String::from_utf8_lossy(&kv.key).into_owned());
+            }
+        }
+        match response.kvs.last() {
+            Some(last) if response.more => {
+                let mut next = last.key.to_vec();
+                next.push(0);
+                from = Bytes::from(next);
+            }
+            _ => break,
+        }
+    }
+    Ok(acknowledged.into_iter().filter(|key| !present.contains(key)).collect())
+}
