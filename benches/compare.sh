@@ -14,16 +14,16 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-COMMAND="benches/compare.sh${*:+ $*}"
+COMMAND=benches/compare.sh
 NOTE=
 DURATION=10
 MEMORY_KEYS=1000000
 OUTPUT=$ROOT/benches/results/latest.md
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) DURATION=3; MEMORY_KEYS=100000 ;;
-        --duration) DURATION=$2; shift ;;
-        --memory-keys) MEMORY_KEYS=$2; shift ;;
+        --quick) DURATION=3; MEMORY_KEYS=100000; COMMAND+=" $1" ;;
+        --duration) DURATION=$2; COMMAND+=" $1 $2"; shift ;;
+        --memory-keys) MEMORY_KEYS=$2; COMMAND+=" $1 $2"; shift ;;
         --output) OUTPUT=$2; shift ;;
         --note) NOTE=$2; shift ;;
         -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -151,7 +151,7 @@ CASES=(put-1 put-16 put-64 put-256 range-l-64 range-s-64 txn-put-64 watch)
 declare -A CASE_TITLE=(
     [put-1]="put, 1 client" [put-16]="put, 16 clients" [put-64]="put, 64 clients"
     [put-256]="put, 256 clients" [range-l-64]="range linearizable, 64" [range-s-64]="range serializable, 64"
-    [txn-put-64]="txn-put, 64 clients" [watch]="watch: 64 watchers, 1000 puts/s"
+    [txn-put-64]="txn-put, 64 clients" [watch]="watch: 64 watchers, puts paced to ≤1000/s"
 )
 
 run_matrix() {
@@ -254,9 +254,9 @@ write_table() {
     echo
     echo "| memory: $MEMORY_KEYS keys of 256 B loaded (64 clients) | braid | etcd | braid ÷ etcd |"
     echo "|---|---|---|---|"
-    memory_row "resident memory before loading (MiB)" "${RESULT[braid,memory,rss_before]}" "${RESULT[etcd,memory,rss_before]}"
-    memory_row "resident memory, sum of 3 members (MiB)" "${RESULT[braid,memory,rss]}" "${RESULT[etcd,memory,rss]}"
-    memory_row "data dirs on disk, sum of 3 members (MiB)" "${RESULT[braid,memory,disk]}" "${RESULT[etcd,memory,disk]}"
+    memory_row "resident memory of the 3 members before loading (MiB)" "${RESULT[braid,memory,rss_before]}" "${RESULT[etcd,memory,rss_before]}"
+    memory_row "resident memory of the 3 members after loading (MiB)" "${RESULT[braid,memory,rss]}" "${RESULT[etcd,memory,rss]}"
+    memory_row "data dirs of the 3 members on disk after loading (MiB)" "${RESULT[braid,memory,disk]}" "${RESULT[etcd,memory,disk]}"
     echo "| load throughput (ops/s) | $(cell "$(metric braid memory throughput)" "$(metric etcd memory throughput)" 0 | as_columns) |"
     echo
     for system in braid etcd; do
