@@ -140,17 +140,26 @@ impl Drop for Server {
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const ETCD: &str = "/usr/bin/etcd";
 
-/// Runs etcdctl (bounded by its own --command-timeout) with optional stdin.
-pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+/// An etcdctl command for `endpoint` with `args`, stdout and stderr piped.
+pub fn etcdctl_command(endpoint: &str, args: &[&str]) -> Command {
     let mut command = Command::new(ETCDCTL);
     command
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .arg("--command-timeout=5s")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    command
+}
+
+/// Runs etcdctl (bounded by its own --command-timeout) with optional stdin.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut command = etcdctl_command(endpoint, args);
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
     let mut child = command.spawn().expect("etcdctl runs");
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input).unwrap();
