@@ -1,7 +1,7 @@
 //! Proves the Watch service behaves like etcd 3.5's for the crates.io `etcd-client` crate and
 //! raw gRPC: key, prefix and from-key watches, history replay, prev_kv, filters, ids, cancel,
-//! compaction, progress, fragments, many watchers per stream, and a stalled stream that
-//! blocks neither writes nor other streams.
+//! compaction, progress, fragments, many watchers per stream, a stalled stream that blocks
+//! neither writes nor other streams, and a watch served by a follower of a real cluster.
 #![cfg(not(madsim))]
 
 mod support;
@@ -17,6 +17,7 @@ use bytes::Bytes;
 use etcd_client::{
     Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
+use support::process::{free_port, temp_dir, Server};
 use support::stand_in::{start_stand_in, start_stand_in_with, StandIn, CLUSTER_ID, MAX_REQUEST_BYTES, MEMBER_ID, TERM};
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
@@ -467,4 +468,65 @@ async fn a_stalled_stream_blocks_neither_writes_nor_other_streams() {
         .await
         .unwrap();
     assert_eq!(count.count(), writes as i64);
+}
+
+/// Three braid processes; returns them once every member answers.
+fn start_cluster() -> Vec<Server> {
+    let names = ["w1", "w2", "w3"];
+    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+        .collect();
+    let initial = initial.join(",");
+    let members: Vec<Server> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (client, peer))| {
+            let args = Server::member_args(name, &temp_dir(name), *client, *peer, &initial);
+            Server::start(env!("CARGO_BIN_EXE_braid"), name, *client, *peer, args)
+        })
+        .collect();
+    for member in &members {
+        member.wait_ready(Duration::from_secs(30));
+    }
+    members
+}
+
+#[tokio::test]
+async fn a_follower_serves_watches_from_its_applied_state() {
+    let members = tokio::task::spawn_blocking(start_cluster).await.unwrap();
+    let mut follower = None;
+    for member in &members {
+        let mut client = Client::connect([format!("http://{}", member.endpoint())], None)
+            .await
+            .unwrap();
+        let status = client.status().await.unwrap();
+        if status.leader() != status.header().unwrap().member_id() {
+            follower = Some(client);
+            break;
+        }
+    }
+    let mut follower = follower.expect("two of three members follow");
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|member| format!("http://{}", member.endpoint()))
+        .collect();
+    let mut writer = Client::connect(endpoints, None).await.unwrap();
+    let first = writer.put("f/1", "a", None).await.unwrap().header().unwrap().revision();
+    let mut stream = follower
+        .watch("f/", Some(WatchOptions::new().with_prefix().with_start_revision(first)))
+        .await
+        .unwrap();
+    created(&mut stream).await;
+    writer.put("f/2", "b", None).await.unwrap();
+    writer.delete("f/1", None).await.unwrap();
+    let expected = [
+        put("f/1", "a", first),
+        put("f/2", "b", first + 1),
+        delete("f/1", first + 2),
+    ];
+    assert_eq!(events(&mut stream, 0, 3).await, expected);
+    drop(members);
 }
