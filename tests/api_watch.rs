@@ -17,7 +17,7 @@ use bytes::Bytes;
 use etcd_client::{
     Client, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
-use support::process::{free_port, temp_dir, Server};
+use support::process::start_cluster;
 use support::stand_in::{start_stand_in, start_stand_in_with, StandIn, CLUSTER_ID, MAX_REQUEST_BYTES, MEMBER_ID, TERM};
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
@@ -470,33 +470,10 @@ async fn a_stalled_stream_blocks_neither_writes_nor_other_streams() {
     assert_eq!(count.count(), writes as i64);
 }
 
-/// Three braid processes; returns them once every member answers.
-fn start_cluster() -> Vec<Server> {
-    let names = ["w1", "w2", "w3"];
-    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
-    let initial: Vec<String> = names
-        .iter()
-        .zip(&ports)
-        .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
-        .collect();
-    let initial = initial.join(",");
-    let members: Vec<Server> = names
-        .iter()
-        .zip(&ports)
-        .map(|(name, (client, peer))| {
-            let args = Server::member_args(name, &temp_dir(name), *client, *peer, &initial);
-            Server::start(env!("CARGO_BIN_EXE_braid"), name, *client, *peer, args)
-        })
-        .collect();
-    for member in &members {
-        member.wait_ready(Duration::from_secs(30));
-    }
-    members
-}
-
 #[tokio::test]
 async fn a_follower_serves_watches_from_its_applied_state() {
-    let members = tokio::task::spawn_blocking(start_cluster).await.unwrap();
+    let members = tokio::task::spawn_blocking(|| start_cluster(env!("CARGO_BIN_EXE_braid"), &["w1", "w2", "w3"]));
+    let members = members.await.unwrap();
     let mut follower = None;
     for member in &members {
         let mut client = Client::connect([format!("http://{}", member.endpoint())], None)

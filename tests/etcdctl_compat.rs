@@ -158,16 +158,17 @@ fn start(program: &str, label: &str) -> Server {
     server
 }
 
-#[test]
-fn etcdctl_output_matches_etcd() {
+/// Runs `run` against a fresh etcd, then a fresh braid, and asserts their transcripts
+/// (one entry per step) are identical.
+fn compare_with_etcd(label: &str, run: fn(&Server) -> Vec<String>) {
     if !require_tool(ETCDCTL) || !require_tool(ETCD) {
         return;
     }
-    let etcd = start(ETCD, "etcd");
-    let expected = run_script(&etcd);
+    let etcd = start(ETCD, &format!("etcd{label}"));
+    let expected = run(&etcd);
     drop(etcd);
-    let braid = start(env!("CARGO_BIN_EXE_braid"), "braid");
-    let actual = run_script(&braid);
+    let braid = start(env!("CARGO_BIN_EXE_braid"), &format!("braid{label}"));
+    let actual = run(&braid);
     if std::env::var_os("BRAID_SHOW_TRANSCRIPT").is_some() {
         println!("{}", actual.join("\n"));
     }
@@ -185,6 +186,11 @@ fn etcdctl_output_matches_etcd() {
         differences.join("\n\n"),
         braid.log()
     );
+}
+
+#[test]
+fn etcdctl_output_matches_etcd() {
+    compare_with_etcd("", run_script);
 }
 
 /// Background watchers: every one starts at a revision, so what it prints does not depend
@@ -266,16 +272,5 @@ fn run_watchers(server: &Server) -> Vec<String> {
 
 #[test]
 fn etcdctl_watch_output_matches_etcd() {
-    if !require_tool(ETCDCTL) || !require_tool(ETCD) {
-        return;
-    }
-    let etcd = start(ETCD, "etcd-watch");
-    let expected = run_watchers(&etcd);
-    drop(etcd);
-    let braid = start(env!("CARGO_BIN_EXE_braid"), "braid-watch");
-    let actual = run_watchers(&braid);
-    if std::env::var_os("BRAID_SHOW_TRANSCRIPT").is_some() {
-        println!("{}", actual.join("\n"));
-    }
-    assert_eq!(expected, actual, "braid log:\n{}", braid.log());
+    compare_with_etcd("-watch", run_watchers);
 }

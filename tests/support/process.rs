@@ -129,6 +129,30 @@ impl Server {
     }
 }
 
+/// One member of `program` per name, on loopback, as one cluster; returns once every member
+/// answers a linearizable read.
+pub fn start_cluster(program: &str, names: &[&str]) -> Vec<Server> {
+    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+        .collect();
+    let initial = initial.join(",");
+    let members: Vec<Server> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (client, peer))| {
+            let args = Server::member_args(name, &temp_dir(name), *client, *peer, &initial);
+            Server::start(program, name, *client, *peer, args)
+        })
+        .collect();
+    for member in &members {
+        member.wait_ready(Duration::from_secs(30));
+    }
+    members
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
