@@ -3,33 +3,28 @@
 //! error a KV client can provoke, with etcd's code and exact text.
 #![cfg(not(madsim))]
 
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use braid::api::{add_services, ApiLimits};
-use braid::mvcc::{ApplyEntry, ConsistentIndex, MemBackend, MvccConfig, MvccStore};
-use braid::raft::NodeId;
-use braid::server::{MemberStatus, NodeHandle, Request as NodeRequest, ServerError};
+use braid::api::ApiLimits;
+use braid::mvcc::MemBackend;
+use braid::server::{MemberStatus, NodeHandle, ServerError};
 use braid_proto::etcdserverpb as pb;
 use braid_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use braid_proto::etcdserverpb::kv_client::KvClient;
 use braid_proto::etcdserverpb::lease_client::LeaseClient;
 use braid_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use braid_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
-use braid_proto::etcdserverpb::watch_client::WatchClient;
 use braid_proto::etcdserverpb::{request_op, response_op};
 use braid_proto::grpc::health::v1::health_check_response::ServingStatus;
 use braid_proto::grpc::health::v1::health_client::HealthClient;
 use braid_proto::grpc::health::v1::HealthCheckRequest;
 use bytes::Bytes;
-use tonic::codegen::tokio_stream;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use support::stand_in::{leader_status, start_stand_in, CLUSTER_ID, MAX_REQUEST_BYTES, MEMBER_ID, TERM};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
-
-const MEMBER_ID: u64 = 0x8e9e05c52164694d;
-const CLUSTER_ID: u64 = 0xcdf818194e3a8c32;
-const TERM: u64 = 3;
 
 /// A member served over loopback; a task stands in for the node loop.
 struct TestNode {
@@ -44,84 +39,26 @@ struct TestNode {
     barrier_failure: Arc<Mutex<Option<ServerError>>>,
 }
 
-fn leader_status() -> MemberStatus {
-    MemberStatus {
-        member_id: MEMBER_ID,
-        cluster_id: CLUSTER_ID,
-        leader: MEMBER_ID,
-        raft_term: TERM,
-        raft_index: 40,
-        raft_applied_index: 39,
-        is_learner: false,
-        db_size_bytes: 1 << 20,
-        db_size_in_use_bytes: 1 << 19,
-        is_leader: true,
-        leader_changes_seen: 1,
-    }
-}
-
 async fn start(max_request_bytes: usize, limits: ApiLimits) -> TestNode {
-    let store = MvccStore::open(MemBackend::new(), MvccConfig::default()).await.unwrap();
-    let (node, mut inbox) = NodeHandle::new(store.clone(), NodeId(MEMBER_ID), CLUSTER_ID, max_request_bytes);
-    node.publish(leader_status());
-    let barriers = Arc::new(AtomicUsize::new(0));
-    let write_failure: Arc<Mutex<Option<ServerError>>> = Arc::default();
-    let barrier_failure: Arc<Mutex<Option<ServerError>>> = Arc::default();
-
-    let (loop_node, loop_barriers) = (node.clone(), Arc::clone(&barriers));
-    let (loop_write_failure, loop_barrier_failure) = (Arc::clone(&write_failure), Arc::clone(&barrier_failure));
-    tokio::spawn(async move {
-        let mut index = 0;
-        while let Some(request) = inbox.recv().await {
-            match request {
-                NodeRequest::Write { request, reply } => {
-                    if let Some(error) = loop_write_failure.lock().unwrap().clone() {
-                        let _ = reply.send(Err(error));
-                        continue;
-                    }
-                    index += 1;
-                    let entry = ApplyEntry::new(ConsistentIndex { index, term: TERM }, request);
-                    let outcome = store.apply(vec![entry], &|_| false).await.expect("memory backend");
-                    let result = outcome.into_iter().next().unwrap().expect_applied();
-                    let _ = reply.send(
-                        result
-                            .map(|response| (response, loop_node.header()))
-                            .map_err(ServerError::Mvcc),
-                    );
-                }
-                NodeRequest::LinearizableRead { reply } => {
-                    loop_barriers.fetch_add(1, Ordering::SeqCst);
-                    let _ = reply.send(match loop_barrier_failure.lock().unwrap().clone() {
-                        Some(error) => Err(error),
-                        None => Ok(()),
-                    });
-                }
-            }
-        }
-    });
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let router = add_services(Server::builder(), node.clone(), limits);
-    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener)));
-    let channel = Endpoint::from_shared(format!("http://{address}"))
+    let stand_in = start_stand_in(max_request_bytes, limits).await;
+    let channel = Endpoint::from_shared(stand_in.endpoint())
         .unwrap()
         .connect()
         .await
         .unwrap();
     TestNode {
-        node,
+        node: stand_in.node,
         kv: KvClient::new(channel.clone()),
         maintenance: MaintenanceClient::new(channel.clone()),
         channel,
-        barriers,
-        write_failure,
-        barrier_failure,
+        barriers: stand_in.barriers,
+        write_failure: stand_in.write_failure,
+        barrier_failure: stand_in.barrier_failure,
     }
 }
 
 async fn start_default() -> TestNode {
-    start(1_572_864, ApiLimits::default()).await
+    start(MAX_REQUEST_BYTES, ApiLimits::default()).await
 }
 
 fn range(key: &str, range_end: &str) -> pb::RangeRequest {
@@ -490,7 +427,7 @@ async fn request_errors_have_etcds_codes_and_texts() {
         max_txn_ops: 3,
         ..ApiLimits::default()
     };
-    let mut node = start(1_572_864, limits).await;
+    let mut node = start(MAX_REQUEST_BYTES, limits).await;
     node.put("exists", "v").await;
     let invalid = Code::InvalidArgument;
 
@@ -696,9 +633,6 @@ async fn services_not_built_yet_say_unimplemented() {
     let grant = lease.lease_grant(pb::LeaseGrantRequest { ttl: 5, id: 0 }).await;
     let grant_text = "braid: Lease.LeaseGrant is not implemented yet";
     assert_status(grant, Code::Unimplemented, grant_text);
-    let mut watch = WatchClient::new(node.channel.clone());
-    let stream = watch.watch(tokio_stream::empty::<pb::WatchRequest>()).await;
-    assert_status(stream, Code::Unimplemented, "braid: Watch.Watch is not implemented yet");
     let defragment = node.maintenance.defragment(pb::DefragmentRequest {}).await;
     let defragment_text = "braid: Maintenance.Defragment is not implemented yet";
     assert_status(defragment, Code::Unimplemented, defragment_text);

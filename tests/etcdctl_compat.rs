@@ -3,14 +3,18 @@
 //! node, and their normalised outputs — results, error texts and gRPC codes —
 //! must be identical. Only what legitimately differs is normalised away:
 //! endpoints, member/cluster IDs, the version string, sizes and timings.
+//! A second script runs `etcdctl watch` processes in the background while
+//! etcdctl writes, and compares what each watcher printed.
 
 #![cfg(not(madsim))]
 
 mod support;
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use support::process::{etcdctl, free_port, require_tool, temp_dir, Server, ETCD, ETCDCTL};
+use support::process::{etcdctl, etcdctl_command, free_port, require_tool, temp_dir, Server, ETCD, ETCDCTL};
 
 /// One etcdctl invocation: arguments and optional stdin.
 struct Step {
@@ -154,16 +158,17 @@ fn start(program: &str, label: &str) -> Server {
     server
 }
 
-#[test]
-fn etcdctl_output_matches_etcd() {
+/// Runs `run` against a fresh etcd, then a fresh braid, and asserts their transcripts
+/// (one entry per step) are identical.
+fn compare_with_etcd(label: &str, run: fn(&Server) -> Vec<String>) {
     if !require_tool(ETCDCTL) || !require_tool(ETCD) {
         return;
     }
-    let etcd = start(ETCD, "etcd");
-    let expected = run_script(&etcd);
+    let etcd = start(ETCD, &format!("etcd{label}"));
+    let expected = run(&etcd);
     drop(etcd);
-    let braid = start(env!("CARGO_BIN_EXE_braid"), "braid");
-    let actual = run_script(&braid);
+    let braid = start(env!("CARGO_BIN_EXE_braid"), &format!("braid{label}"));
+    let actual = run(&braid);
     if std::env::var_os("BRAID_SHOW_TRANSCRIPT").is_some() {
         println!("{}", actual.join("\n"));
     }
@@ -181,4 +186,91 @@ fn etcdctl_output_matches_etcd() {
         differences.join("\n\n"),
         braid.log()
     );
+}
+
+#[test]
+fn etcdctl_output_matches_etcd() {
+    compare_with_etcd("", run_script);
+}
+
+/// Background watchers: every one starts at a revision, so what it prints does not depend
+/// on whether it was created before or during the writes.
+const WATCHERS: &[&str] = &[
+    "watch w --prefix --rev=2",
+    "watch w/a --prefix --rev=5 --prev-kv",
+    "watch w/a w/b --rev=2 --prev-kv",
+    "watch w/a/end --rev=2",
+];
+
+/// The writes (revisions 2 to 10 on a fresh server); the last one ends every watcher.
+fn watch_workload() -> Vec<Step> {
+    vec![
+        step("put w/a 1"),
+        step("put w/b 1"),
+        step("put x 1"),
+        step("put w/a 2"),
+        step("del w/a"),
+        step("put w/a/x 3"),
+        step_with_stdin("txn", "\nput w/a/t1 4\nput w/a/t2 5\nput x 2\n\n\n"),
+        step("del w --prefix"),
+        step("put w/a/end done"),
+    ]
+}
+
+/// Starts the watchers, runs the writes, and returns what each watcher printed up to the
+/// final put (or a note that it did not get there within the time limit).
+fn run_watchers(server: &Server) -> Vec<String> {
+    let endpoint = server.endpoint();
+    let mut children = Vec::new();
+    let mut outputs = Vec::new();
+    for watcher in WATCHERS {
+        let args: Vec<&str> = watcher.split_whitespace().collect();
+        let mut child = etcdctl_command(&endpoint, &args).spawn().expect("etcdctl runs");
+        let stdout = child.stdout.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        children.push(child);
+        outputs.push(received);
+    }
+    for write in watch_workload() {
+        let args: Vec<&str> = write.args.iter().map(String::as_str).collect();
+        let output = etcdctl(&endpoint, &args, write.stdin.as_deref());
+        assert!(output.status.success(), "{:?} failed: {output:?}", write.args);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut transcripts = Vec::new();
+    for ((watcher, received), mut child) in WATCHERS.iter().zip(outputs).zip(children) {
+        let mut lines = vec![format!("$ etcdctl {watcher}")];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line == "done" && lines.last().is_some_and(|last| last == "w/a/end");
+                    lines.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    lines.push("(no final put within 20 s)".to_string());
+                    break;
+                }
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        transcripts.push(lines.join("\n"));
+    }
+    transcripts
+}
+
+#[test]
+fn etcdctl_watch_output_matches_etcd() {
+    compare_with_etcd("-watch", run_watchers);
 }

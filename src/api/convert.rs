@@ -17,14 +17,15 @@ use braid_proto::etcdserverpb::compare::{
     CompareResult as ProtoCompareResult, CompareTarget as ProtoCompareTarget, TargetUnion,
 };
 use braid_proto::etcdserverpb::range_request::{SortOrder as ProtoSortOrder, SortTarget as ProtoSortTarget};
+use braid_proto::etcdserverpb::watch_create_request::FilterType;
 use braid_proto::etcdserverpb::{request_op, response_op};
 use braid_proto::mvccpb;
 
 use crate::api::errors::ApiError;
 use crate::mvcc::{
-    CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResult, KeyValue, LeaseId,
-    PutRequest, PutResult, RangeRequest, RangeResult, RequestOp, ResponseOp, Revision, SortOrder, SortTarget,
-    TxnRequest, TxnResult,
+    CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResult, Event, EventKind,
+    KeyValue, LeaseId, PutRequest, PutResult, RangeRequest, RangeResult, RequestOp, ResponseOp, Revision, SortOrder,
+    SortTarget, TxnRequest, TxnResult, WatchFilters, WatchRequest,
 };
 use crate::server::Header;
 
@@ -398,6 +399,40 @@ pub fn txn_is_serializable(request: &pb::TxnRequest) -> bool {
             Some(request_op::Request::RequestRange(range)) if range.serializable
         )
     })
+}
+
+// ---- watches ----
+
+/// The mvcc part of a `WatchCreateRequest` (id, progress_notify and fragment stay with the
+/// stream). Unknown filter values are ignored, as etcd's `FiltersFromRequest` does.
+pub fn watch_request_from_proto(request: &pb::WatchCreateRequest) -> WatchRequest {
+    let mut filters = WatchFilters::default();
+    for filter in &request.filters {
+        match FilterType::try_from(*filter) {
+            Ok(FilterType::Noput) => filters.no_put = true,
+            Ok(FilterType::Nodelete) => filters.no_delete = true,
+            Err(_) => {}
+        }
+    }
+    WatchRequest {
+        key: request.key.clone(),
+        range_end: request.range_end.clone(),
+        start_revision: Revision(request.start_revision),
+        filters,
+        prev_kv: request.prev_kv,
+    }
+}
+
+pub fn event_to_proto(event: Event) -> mvccpb::Event {
+    let kind = match event.kind {
+        EventKind::Put => mvccpb::event::EventType::Put,
+        EventKind::Delete => mvccpb::event::EventType::Delete,
+    };
+    mvccpb::Event {
+        r#type: kind as i32,
+        kv: Some(key_value_to_proto(event.kv)),
+        prev_kv: event.prev_kv.map(key_value_to_proto),
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //!
 //! Reading order: `version` (what braid reports), `errors` (the one error → `Status`
 //! mapping), `convert` (proto ↔ mvcc), `kv` (Range/Put/DeleteRange/Txn/Compact),
-//! `maintenance` (Status and friends), `health` (`grpc.health.v1`), `unimplemented` (the
-//! services still to come, answering UNIMPLEMENTED).
+//! `maintenance` (Status and friends), `watch` (the Watch stream), `health`
+//! (`grpc.health.v1`), `unimplemented` (the services still to come, answering UNIMPLEMENTED).
 //!
 //! `add_services` mounts them all on a tonic server. It names no generated server type: those
 //! differ between the normal build and the simulator's (`--cfg madsim`), while
@@ -17,6 +17,7 @@ pub mod kv;
 pub mod maintenance;
 pub mod unimplemented;
 pub mod version;
+pub mod watch;
 
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::Router;
@@ -30,6 +31,7 @@ pub use health::HealthService;
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
 pub use unimplemented::Unimplemented;
+pub use watch::WatchService;
 
 /// `--max-txn-ops` default.
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;
@@ -53,6 +55,9 @@ pub struct ApiLimits {
     pub max_txn_ops: usize,
     /// The largest response message the server sends.
     pub max_send_message_bytes: usize,
+    /// `--experimental-watch-progress-notify-interval`: how often a `progress_notify` watcher
+    /// that saw no events hears the current revision.
+    pub watch_progress_notify_interval: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -60,6 +65,7 @@ impl Default for ApiLimits {
         ApiLimits {
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             max_send_message_bytes: MAX_SEND_MESSAGE_BYTES,
+            watch_progress_notify_interval: watch::DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         }
     }
 }
@@ -101,7 +107,7 @@ pub fn check_access<B: Backend>(
 /// Mounts every client-facing gRPC service on `$target`, anything with tonic's
 /// chaining `add_service` (a `transport::Server` builder, its `Router`, or the
 /// real build's `service::Routes`, which the binary serves next to HTTP on one
-/// port): KV and Maintenance over `$node`, `grpc.health.v1.Health`, and Watch,
+/// port): KV, Maintenance and Watch over `$node`, `grpc.health.v1.Health`, and
 /// Lease, Cluster, Auth, Lock and Election answering UNIMPLEMENTED. Requests may
 /// be up to `max_request_bytes + 512 KiB` on the wire.
 ///
@@ -120,7 +126,7 @@ macro_rules! add_api_services {
         use $crate::api::__proto::grpc::health::v1::health_server::HealthServer;
         use $crate::api::__proto::v3electionpb::election_server::ElectionServer;
         use $crate::api::__proto::v3lockpb::lock_server::LockServer;
-        use $crate::api::{HealthService, KvService, MaintenanceService, Unimplemented};
+        use $crate::api::{HealthService, KvService, MaintenanceService, Unimplemented, WatchService};
         let node = $node;
         let limits: $crate::api::ApiLimits = $limits;
         let receive_bytes = $crate::api::max_receive_message_bytes(node.max_request_bytes());
@@ -134,8 +140,8 @@ macro_rules! add_api_services {
         }
         $target
             .add_service(limited!(KvServer::new(KvService::new(node.clone(), limits))))
-            .add_service(limited!(MaintenanceServer::new(MaintenanceService::new(node))))
-            .add_service(limited!(WatchServer::new(Unimplemented)))
+            .add_service(limited!(MaintenanceServer::new(MaintenanceService::new(node.clone()))))
+            .add_service(limited!(WatchServer::new(WatchService::new(node, limits))))
             .add_service(limited!(LeaseServer::new(Unimplemented)))
             .add_service(limited!(ClusterServer::new(Unimplemented)))
             .add_service(limited!(AuthServer::new(Unimplemented)))

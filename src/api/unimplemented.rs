@@ -1,4 +1,4 @@
-//! The services braid does not serve yet: Watch, Lease, Cluster, Auth (`etcdserverpb`), Lock
+//! The services braid does not serve yet: Lease, Cluster, Auth (`etcdserverpb`), Lock
 //! (`v3lockpb`) and Election (`v3electionpb`). Every method, streaming ones included, answers
 //! UNIMPLEMENTED with `braid: <Service>.<Method> is not implemented yet`, so a client sees
 //! at once what is missing instead of a generic "unknown service".
@@ -17,18 +17,6 @@ use crate::api::errors::not_implemented;
 
 /// Stands in for every service not written yet.
 pub struct Unimplemented;
-
-#[tonic::async_trait]
-impl braid_proto::etcdserverpb::watch_server::Watch for Unimplemented {
-    type WatchStream = BoxStream<pb::WatchResponse>;
-
-    async fn watch(
-        &self,
-        _request: Request<Streaming<pb::WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        not_implemented("Watch.Watch")
-    }
-}
 
 #[tonic::async_trait]
 impl braid_proto::etcdserverpb::lease_server::Lease for Unimplemented {

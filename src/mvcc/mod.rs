@@ -46,4 +46,4 @@ pub use store::{MvccConfig, MvccStore};
 pub use txn::LeaseExists;
 pub use types::*;
 pub use validate::{is_read_only, validate_delete_range, validate_put, validate_range, validate_txn};
-pub use watch::{WatchFilters, WatchRequest, WatchResponse, Watcher, WatcherId};
+pub use watch::{WatchFilters, WatchRequest, WatchResponse, WatchStep, Watcher, WatcherId};

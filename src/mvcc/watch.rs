@@ -95,7 +95,9 @@ pub(crate) struct WatcherShared {
     filters: WatchFilters,
     capacity_events: usize,
     state: Mutex<WatcherState>,
-    notify: Notify,
+    /// Signalled (`notify_one`) whenever the writer queues events or flips the watcher to
+    /// unsynced. Several watchers may share one (see `MvccStore::watch_notifying`).
+    notify: Arc<Notify>,
 }
 
 impl WatcherShared {
@@ -211,12 +213,13 @@ impl WatchRegistry {
     }
 }
 
-/// What one look at a watcher found.
-enum Step {
+/// What one bounded look at a watcher found (`Watcher::step`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchStep {
     Response(WatchResponse),
     /// Caught up a chunk of history without events for this watcher: look again.
     Progressed,
-    /// Synced and nothing queued: wait for the writer.
+    /// Synced and nothing queued: wait for the watcher's notify.
     Idle,
 }
 
@@ -233,6 +236,15 @@ impl<B: Backend> MvccStore<B> {
     /// start revision (`…required revision has been compacted`). A start revision below the
     /// compact revision yields a watcher whose first `recv` is `Canceled`.
     pub fn watch(&self, request: WatchRequest) -> Result<Watcher<B>, MvccError> {
+        self.watch_notifying(request, Arc::new(Notify::new()))
+    }
+
+    /// `watch`, with the writer signalling `notify` (`notify_one`) whenever the watcher may
+    /// have something new. One task serving many watchers gives them all one `Notify` and
+    /// waits on it after `step` found every watcher `Idle`: the permit `notify_one` stores
+    /// when nobody waits means no wake-up is lost. Watchers sharing a `Notify` must not be
+    /// read with `recv` (one wake-up would reach only one of them).
+    pub fn watch_notifying(&self, request: WatchRequest, notify: Arc<Notify>) -> Result<Watcher<B>, MvccError> {
         let key = if request.key.is_empty() {
             Bytes::from_static(&[0])
         } else {
@@ -267,7 +279,7 @@ impl<B: Backend> MvccStore<B> {
                 next_revision,
                 mode,
             }),
-            notify: Notify::new(),
+            notify,
         });
         registry.register(Arc::clone(&shared));
         Ok(Watcher {
@@ -308,11 +320,11 @@ impl<B: Backend> Watcher<B> {
     pub async fn recv(&mut self) -> Result<WatchResponse, BackendError> {
         loop {
             match self.step()? {
-                Step::Response(response) => return Ok(response),
-                Step::Progressed => tokio::task::yield_now().await,
+                WatchStep::Response(response) => return Ok(response),
+                WatchStep::Progressed => tokio::task::yield_now().await,
                 // `notify_one` stores a permit when nobody waits, so an event that arrived
                 // since `step` looked is not lost.
-                Step::Idle => self.shared.notify.notified().await,
+                WatchStep::Idle => self.shared.notify.notified().await,
             }
         }
     }
@@ -321,14 +333,16 @@ impl<B: Backend> Watcher<B> {
     pub fn try_recv(&mut self) -> Result<Option<WatchResponse>, BackendError> {
         loop {
             match self.step()? {
-                Step::Response(response) => return Ok(Some(response)),
-                Step::Progressed => {}
-                Step::Idle => return Ok(None),
+                WatchStep::Response(response) => return Ok(Some(response)),
+                WatchStep::Progressed => {}
+                WatchStep::Idle => return Ok(None),
             }
         }
     }
 
-    fn step(&mut self) -> Result<Step, BackendError> {
+    /// One bounded step without waiting: queued events (whole revisions), the cancellation,
+    /// one history chunk, or `Idle`. `recv` and `try_recv` are loops around it.
+    pub fn step(&mut self) -> Result<WatchStep, BackendError> {
         let (queued, mode, next_revision) = {
             let mut state = self.shared.lock();
             let queued = self.drain_queue(&mut state);
@@ -337,15 +351,17 @@ impl<B: Backend> Watcher<B> {
         if let Some((events, revision)) = queued {
             let events = self.with_prev_kv(events)?;
             let revision = Revision(revision);
-            return Ok(Step::Response(WatchResponse::Events { events, revision }));
+            return Ok(WatchStep::Response(WatchResponse::Events { events, revision }));
         }
         match mode {
             Mode::Canceled { compact_revision } => {
                 let compact_revision = Revision(compact_revision);
-                Ok(Step::Response(WatchResponse::Canceled { compact_revision }))
+                Ok(WatchStep::Response(WatchResponse::Canceled { compact_revision }))
             }
-            Mode::Synced => Ok(Step::Idle),
-            Mode::Unsynced => Ok(self.catch_up(next_revision)?.map_or(Step::Progressed, Step::Response)),
+            Mode::Synced => Ok(WatchStep::Idle),
+            Mode::Unsynced => Ok(self
+                .catch_up(next_revision)?
+                .map_or(WatchStep::Progressed, WatchStep::Response)),
         }
     }
 

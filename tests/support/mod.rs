@@ -1,2 +1,3 @@
 pub mod process;
 pub mod raft_cluster;
+pub mod stand_in;

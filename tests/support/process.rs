@@ -129,6 +129,30 @@ impl Server {
     }
 }
 
+/// One member of `program` per name, on loopback, as one cluster; returns once every member
+/// answers a linearizable read.
+pub fn start_cluster(program: &str, names: &[&str]) -> Vec<Server> {
+    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+        .collect();
+    let initial = initial.join(",");
+    let members: Vec<Server> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, (client, peer))| {
+            let args = Server::member_args(name, &temp_dir(name), *client, *peer, &initial);
+            Server::start(program, name, *client, *peer, args)
+        })
+        .collect();
+    for member in &members {
+        member.wait_ready(Duration::from_secs(30));
+    }
+    members
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
@@ -140,17 +164,26 @@ impl Drop for Server {
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const ETCD: &str = "/usr/bin/etcd";
 
-/// Runs etcdctl (bounded by its own --command-timeout) with optional stdin.
-pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+/// An etcdctl command for `endpoint` with `args`, stdout and stderr piped.
+pub fn etcdctl_command(endpoint: &str, args: &[&str]) -> Command {
     let mut command = Command::new(ETCDCTL);
     command
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .arg("--command-timeout=5s")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    command
+}
+
+/// Runs etcdctl (bounded by its own --command-timeout) with optional stdin.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut command = etcdctl_command(endpoint, args);
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
     let mut child = command.spawn().expect("etcdctl runs");
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input).unwrap();

@@ -21,12 +21,14 @@ pub type Handle = NodeHandle<Backend<braid::io::OsDir>>;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientLimits {
     pub max_txn_ops: usize,
+    pub watch_progress_notify_interval: std::time::Duration,
 }
 
 /// The router for one client URL: gRPC services plus HTTP endpoints.
 pub fn client_router(handle: Handle, limits: ClientLimits) -> axum::Router {
     let api_limits = braid::api::ApiLimits {
         max_txn_ops: limits.max_txn_ops,
+        watch_progress_notify_interval: limits.watch_progress_notify_interval,
         ..braid::api::ApiLimits::default()
     };
     let grpc = braid::add_api_services!(tonic::service::Routes::default(), handle.clone(), api_limits);

@@ -206,6 +206,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     }
     let limits = http::ClientLimits {
         max_txn_ops: config.max_txn_ops as usize,
+        watch_progress_notify_interval: config.watch_progress_notify_interval_effective(),
     };
     for url in &config.listen_client_urls {
         let address = resolve(url)?;

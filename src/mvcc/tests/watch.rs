@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::{bytes, Harness};
 use crate::mvcc::{
     DeleteRangeRequest, Event, EventKind, MemBackend, MvccConfig, MvccError, PutRequest, RequestOp, Revision,
-    TxnRequest, WatchFilters, WatchRequest, WatchResponse, Watcher,
+    TxnRequest, WatchFilters, WatchRequest, WatchResponse, WatchStep, Watcher,
 };
 
 fn watch_request(key: &str, range_end: &str, start_revision: i64) -> WatchRequest {
@@ -318,6 +318,45 @@ async fn recv_waits_for_the_next_write() {
         panic!()
     };
     assert_eq!(events.iter().map(describe).collect::<Vec<_>>(), [put_event("k", 2)]);
+}
+
+/// One task serving many watchers through one shared `Notify` (the gRPC Watch stream's way):
+/// a write to any of them wakes the waiter, and `step` hands out each one's events.
+#[tokio::test]
+async fn watchers_sharing_a_notify_wake_their_one_consumer() {
+    let mut harness = Harness::new().await;
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut first = harness
+        .store
+        .watch_notifying(watch_request("a", "", 0), notify.clone())
+        .unwrap();
+    let mut second = harness
+        .store
+        .watch_notifying(watch_request("b", "", 0), notify.clone())
+        .unwrap();
+    assert_eq!(first.step().unwrap(), WatchStep::Idle);
+    assert_eq!(second.step().unwrap(), WatchStep::Idle);
+    let waiting = tokio::spawn({
+        let notify = notify.clone();
+        async move { notify.notified().await }
+    });
+    harness.put("b", "1").await; // 2
+    waiting.await.unwrap();
+    assert_eq!(first.step().unwrap(), WatchStep::Idle);
+    let WatchStep::Response(WatchResponse::Events { events, revision }) = second.step().unwrap() else {
+        panic!("the second watcher has the put")
+    };
+    assert_eq!(
+        (events.iter().map(describe).collect::<Vec<_>>(), revision),
+        (vec![put_event("b", 2)], Revision(2))
+    );
+    // Nobody waits now: the write's wake-up is kept as a permit for the next wait.
+    harness.put("a", "1").await; // 3
+    notify.notified().await;
+    assert!(matches!(
+        first.step().unwrap(),
+        WatchStep::Response(WatchResponse::Events { .. })
+    ));
 }
 
 #[tokio::test]
