@@ -12,7 +12,7 @@ use std::time::Duration;
 use braid::io::{MemDir, SystemClock};
 use braid::mvcc::{PutRequest, RangeRequest, WriteRequest, WriteResponse};
 use braid::raft::{ConfState, NodeId};
-use braid::server::node::{self, NodeOptions, Started};
+use braid::server::node::{self, MembershipOptions, NodeOptions, Started};
 use braid::server::ServerError;
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
@@ -36,6 +36,7 @@ fn options(id: u64, members: &[u64], ports: &BTreeMap<u64, u16>) -> NodeOptions 
         wal: WalOptions::default(),
         page_size: 4096,
         seed: id,
+        membership: MembershipOptions::default(),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use braid::io::MemDir;
 use braid::raft::{ConfState, NodeId};
 use braid::server::hooks::NodeHooks;
-use braid::server::node::{self, Backend, NodeOptions};
+use braid::server::node::{self, Backend, MembershipOptions, NodeOptions};
 use braid::server::NodeHandle;
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
@@ -81,6 +81,7 @@ impl Cluster {
                 wal: WalOptions::default(),
                 page_size: 4096,
                 seed: seed ^ id.0,
+                membership: MembershipOptions::default(),
             };
             let node_disk = disk.clone();
             let node_clock = clock.clone();

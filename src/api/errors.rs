@@ -12,6 +12,7 @@ use std::fmt;
 use tonic::{Code, Response, Status};
 
 use crate::mvcc::{BackendError, MvccError, StoreError};
+use crate::server::membership::MembershipError;
 use crate::server::ServerError;
 
 /// Every error of etcd's `rpctypes/error.go` (v3.5.33, in its order), then the other
@@ -300,6 +301,9 @@ pub enum ApiError {
     /// client sees `etcdserver: server stopped` (Unavailable) so it fails over to another
     /// member; the cause belongs in the server's log, not in a client-matched message.
     StorageFailure(String),
+    /// Another member's answer to a request this member forwarded (MemberPromote to the
+    /// leader), passed on unchanged.
+    Forwarded { code: Code, message: String },
 }
 
 impl ApiError {
@@ -309,6 +313,7 @@ impl ApiError {
             ApiError::WatcherRangeEmpty | ApiError::UnknownEnumValue { .. } => Code::InvalidArgument,
             ApiError::Unimplemented { .. } => Code::Unimplemented,
             ApiError::StorageFailure(_) => EtcdError::Stopped.code(),
+            ApiError::Forwarded { code, .. } => *code,
         }
     }
 
@@ -322,6 +327,7 @@ impl ApiError {
             }
             ApiError::Unimplemented { rpc } => format!("braid: {rpc} is not implemented yet"),
             ApiError::StorageFailure(_) => EtcdError::Stopped.message().to_string(),
+            ApiError::Forwarded { message, .. } => message.clone(),
         }
     }
 }
@@ -387,9 +393,26 @@ impl From<ServerError> for ApiError {
             ServerError::TooLarge => EtcdError::RequestTooLarge,
             ServerError::TooManyRequests => EtcdError::TooManyRequests,
             ServerError::Mvcc(error) => return error.into(),
+            ServerError::Membership(error) => return error.into(),
             ServerError::Storage(cause) => return ApiError::StorageFailure(cause),
         };
         ApiError::Etcd(etcd)
+    }
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(error: MembershipError) -> ApiError {
+        ApiError::Etcd(match error {
+            MembershipError::MemberExists => EtcdError::MemberExists,
+            MembershipError::PeerUrlExists => EtcdError::PeerUrlExists,
+            MembershipError::NotEnoughStarted => EtcdError::MemberNotEnoughStarted,
+            MembershipError::BadUrls => EtcdError::MemberBadUrls,
+            MembershipError::NotFound => EtcdError::MemberNotFound,
+            MembershipError::NotLearner => EtcdError::MemberNotLearner,
+            MembershipError::LearnerNotReady => EtcdError::LearnerNotReady,
+            MembershipError::TooManyLearners => EtcdError::TooManyLearners,
+            MembershipError::NotLeader { .. } => EtcdError::NotLeader,
+        })
     }
 }
 
@@ -413,6 +436,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::raft::NodeId;
 
     fn status_of(error: impl Into<ApiError>) -> (Code, String) {
         let status = Status::from(error.into());
@@ -602,6 +626,11 @@ mod tests {
                 Code::Unavailable,
                 "etcdserver: server stopped",
             ),
+            (
+                ServerError::Membership(MembershipError::LearnerNotReady),
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
         ];
         for (error, code, message) in cases {
             // Except for storage failures, the server's own text is already etcd's.
@@ -609,6 +638,27 @@ mod tests {
                 assert_eq!(error.to_string(), message);
             }
             assert_eq!(status_of(error.clone()), (code, message.to_string()), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn every_membership_error_keeps_its_text_and_gets_etcds_code() {
+        let errors = [
+            MembershipError::MemberExists,
+            MembershipError::PeerUrlExists,
+            MembershipError::NotEnoughStarted,
+            MembershipError::BadUrls,
+            MembershipError::NotFound,
+            MembershipError::NotLearner,
+            MembershipError::LearnerNotReady,
+            MembershipError::TooManyLearners,
+            MembershipError::NotLeader { leader: NodeId(3) },
+        ];
+        for error in errors {
+            let (code, message) = status_of(error);
+            assert_eq!(message, error.to_string(), "{error:?}");
+            let listed = COMPAT_TABLE.iter().find(|(_, text)| *text == message);
+            assert_eq!(listed.map(|(code, _)| *code), Some(code), "{error:?}");
         }
     }
 

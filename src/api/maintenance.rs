@@ -119,8 +119,9 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
 
     async fn defragment(
         &self,
-        _request: Request<pb::DefragmentRequest>,
+        request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        check_access(&self.node, request.metadata(), LearnerAccess::Refused)?;
         not_implemented("Maintenance.Defragment")
     }
 
@@ -142,15 +143,17 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
 
     async fn move_leader(
         &self,
-        _request: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        check_access(&self.node, request.metadata(), LearnerAccess::Refused)?;
         not_implemented("Maintenance.MoveLeader")
     }
 
     async fn downgrade(
         &self,
-        _request: Request<pb::DowngradeRequest>,
+        request: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        check_access(&self.node, request.metadata(), LearnerAccess::Refused)?;
         not_implemented("Maintenance.Downgrade")
     }
 }

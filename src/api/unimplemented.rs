@@ -1,10 +1,7 @@
-//! The services braid does not serve yet: Lease, Cluster, Auth (`etcdserverpb`), Lock
+//! The services braid does not serve yet: Lease, Auth (`etcdserverpb`), Lock
 //! (`v3lockpb`) and Election (`v3electionpb`). Every method, streaming ones included, answers
 //! UNIMPLEMENTED with `braid: <Service>.<Method> is not implemented yet`, so a client sees
 //! at once what is missing instead of a generic "unknown service".
-//!
-//! Note: `Cluster.MemberList` is what `etcdctl member list` and the Go client's endpoint
-//! auto-sync call; until it exists, clients must be given every endpoint explicitly.
 
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -55,44 +52,6 @@ impl braid_proto::etcdserverpb::lease_server::Lease for Unimplemented {
         _request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
         not_implemented("Lease.LeaseLeases")
-    }
-}
-
-#[tonic::async_trait]
-impl braid_proto::etcdserverpb::cluster_server::Cluster for Unimplemented {
-    async fn member_add(
-        &self,
-        _request: Request<pb::MemberAddRequest>,
-    ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        not_implemented("Cluster.MemberAdd")
-    }
-
-    async fn member_remove(
-        &self,
-        _request: Request<pb::MemberRemoveRequest>,
-    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        not_implemented("Cluster.MemberRemove")
-    }
-
-    async fn member_update(
-        &self,
-        _request: Request<pb::MemberUpdateRequest>,
-    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        not_implemented("Cluster.MemberUpdate")
-    }
-
-    async fn member_list(
-        &self,
-        _request: Request<pb::MemberListRequest>,
-    ) -> Result<Response<pb::MemberListResponse>, Status> {
-        not_implemented("Cluster.MemberList")
-    }
-
-    async fn member_promote(
-        &self,
-        _request: Request<pb::MemberPromoteRequest>,
-    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        not_implemented("Cluster.MemberPromote")
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Config {
     pub max_apply_bytes: usize,
     /// Seeds election jitter; the core has no other randomness.
     pub seed: u64,
+    /// The context of each bootstrap membership entry (the server puts the
+    /// member's name and URLs there); missing nodes get an empty context.
+    /// Every bootstrapping node must pass the same map.
+    pub bootstrap_contexts: BTreeMap<NodeId, Bytes>,
 }
 
 impl Config {
@@ -47,6 +51,7 @@ impl Config {
             max_inflight_messages: 256,
             max_apply_bytes: 64 * 1024 * 1024,
             seed: id.0,
+            bootstrap_contexts: BTreeMap::new(),
         }
     }
 
@@ -189,7 +194,7 @@ impl Raft {
         let fresh = hard_state == HardState::default() && snapshot.meta.index == Index(0) && entries.is_empty();
         let bootstrap = fresh && !initial_conf.voters.is_empty();
         if bootstrap {
-            entries = Raft::bootstrap_entries(&initial_conf);
+            entries = Raft::bootstrap_entries(&initial_conf, &config.bootstrap_contexts);
             hard_state = HardState {
                 term: Term(1),
                 vote: NodeId::NONE,
@@ -244,7 +249,7 @@ impl Raft {
         raft
     }
 
-    fn bootstrap_entries(conf: &ConfState) -> Vec<Entry> {
+    fn bootstrap_entries(conf: &ConfState, contexts: &BTreeMap<NodeId, Bytes>) -> Vec<Entry> {
         let voters = conf.voters.iter().map(|node| (ConfChangeKind::AddVoter, *node));
         let learners = conf.learners.iter().map(|node| (ConfChangeKind::AddLearner, *node));
         voters
@@ -257,7 +262,7 @@ impl Raft {
                 data: ConfChange {
                     kind,
                     node,
-                    context: Bytes::new(),
+                    context: contexts.get(&node).cloned().unwrap_or_default(),
                 }
                 .encode(),
             })

@@ -24,6 +24,15 @@ pub fn member_id(peer_urls: &[String], token: &str) -> NodeId {
     NodeId(if id == 0 { 1 } else { id })
 }
 
+/// The ID MemberAdd gives a new member: like [`member_id`], with the wall
+/// clock mixed in (etcd does the same), so a member re-added later with the
+/// same URLs gets a new ID and is never mistaken for the removed one.
+pub fn new_member_id(peer_urls: &[String], token: &str, wall_ns: i64) -> NodeId {
+    let base = member_id(peer_urls, token);
+    let id = fnv1a(&[&base.0.to_be_bytes(), &wall_ns.to_be_bytes()]);
+    NodeId(if id == 0 { 1 } else { id })
+}
+
 /// The cluster ID for a set of members.
 pub fn cluster_id(members: &[NodeId], token: &str) -> u64 {
     let mut sorted: Vec<u64> = members.iter().map(|member| member.0).collect();
@@ -51,5 +60,13 @@ mod tests {
             cluster_id(&[NodeId(1), NodeId(2)], "t"),
             cluster_id(&[NodeId(1), NodeId(2)], "u")
         );
+    }
+
+    #[test]
+    fn added_member_ids_depend_on_the_time_too() {
+        let urls = ["http://a:2380".to_string()];
+        assert_eq!(new_member_id(&urls, "t", 5), new_member_id(&urls, "t", 5));
+        assert_ne!(new_member_id(&urls, "t", 5), new_member_id(&urls, "t", 6));
+        assert_ne!(new_member_id(&urls, "t", 5), member_id(&urls, "t"));
     }
 }

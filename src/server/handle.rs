@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::membership::{Member, MemberAnswer, MemberRequest, MembershipError};
 use super::metrics::NodeMetrics;
 use crate::mvcc::{Backend, MvccError, MvccStore, WriteRequest, WriteResponse};
 use crate::raft::NodeId;
@@ -35,6 +36,9 @@ pub enum ServerError {
     /// A request error decided when the entry was applied (compacted, future revision, …).
     #[error("{0}")]
     Mvcc(MvccError),
+    /// A membership request refused before it was proposed (etcd's member errors).
+    #[error("{0}")]
+    Membership(MembershipError),
     /// The storage failed; the node is stopping (fail-stop).
     #[error("etcdserver: storage failure: {0}")]
     Storage(String),
@@ -79,12 +83,19 @@ pub enum Request {
     LinearizableRead {
         reply: oneshot::Sender<Result<(), ServerError>>,
     },
+    /// A Cluster-service change, answered once this member has applied it.
+    Member {
+        request: MemberRequest,
+        reply: oneshot::Sender<Result<MemberAnswer, ServerError>>,
+    },
 }
 
 /// Live status the node loop publishes for readers.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Published {
     pub status: MemberStatus,
+    /// The applied member table, ordered by ID.
+    pub members: Vec<Member>,
 }
 
 /// A handle to a running node, given to the API layer.
@@ -140,6 +151,33 @@ impl<B: Backend> NodeHandle<B> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .status = status;
+    }
+
+    /// Replaces the published member table (the node loop calls this after applying a change).
+    pub fn publish_members(&self, members: Vec<Member>) {
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .members = members;
+    }
+
+    /// The member table as this member has applied it (serializable).
+    pub fn members(&self) -> Vec<Member> {
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .members
+            .clone()
+    }
+
+    /// Proposes a membership change and answers once this member has applied it.
+    pub async fn change_membership(&self, request: MemberRequest) -> Result<MemberAnswer, ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Member { request, reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)?
     }
 
     /// Replicates `request` through Raft and returns its result once this member

@@ -2,8 +2,11 @@
 pub mod cluster;
 mod handle;
 pub mod hooks;
+pub mod identity;
 mod incarnation;
+pub mod join;
 mod log_store;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod peer_codec;

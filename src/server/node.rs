@@ -28,6 +28,7 @@ use super::handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
 use super::hooks::{self, AppliedEntry, NodeHooks, NodeObserver, Progress};
 use super::incarnation;
 use super::log_store::LogStore;
+use super::membership::MemberTable;
 use super::proposal::{self, Proposal};
 use super::transport::{PeerService, Transport, TransportEvent};
 use crate::btree::{BTree, BTreeOptions};
@@ -41,6 +42,12 @@ use crate::wal::{WalError, WalOptions};
 
 /// etcd warns about an fdatasync slower than this.
 const SLOW_FSYNC: Duration = Duration::from_secs(1);
+
+// ----- membership (the Cluster service; see node_members.rs) -----
+#[path = "node_members.rs"]
+mod members;
+pub use members::MembershipOptions;
+// ----- end membership -----
 
 /// The name of the state file inside the data directory.
 pub const STATE_FILE: &str = "state.db";
@@ -66,6 +73,8 @@ pub struct NodeOptions {
     pub page_size: usize,
     /// Seeds election jitter.
     pub seed: u64,
+    /// Name, URLs and reconfiguration checks for the member table.
+    pub membership: MembershipOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +85,10 @@ pub enum NodeError {
     State(String),
     #[error("corrupt entry {index}: {reason}")]
     CorruptEntry { index: u64, reason: String },
+    /// This member was removed from the cluster (etcd's text); it stops, and
+    /// refuses to start again from the same data directory.
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
 }
 
 pub type Backend<D> = BTreeBackend<<D as Dir>::Pages>;
@@ -152,7 +165,13 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         )));
     }
 
+    let members = MemberTable::load(&crate::mvcc::Backend::read(store.backend())).map_err(|error| NodeError::State(error.to_string()))?;
+    if members.is_removed(options.id) {
+        return Err(NodeError::Removed);
+    }
+
     let mut config = raft::Config::new(options.id);
+    config.bootstrap_contexts = options.membership.bootstrap_contexts();
     config.election_ticks = options.election_ticks;
     config.heartbeat_ticks = 1;
     config.pre_vote = options.pre_vote;
@@ -172,7 +191,9 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     if let Some(observer) = &hooks.observer {
         observer.started(options.id, incarnation);
     }
-    let node = NodeLoop {
+    let members = members::Members::new(members, options.membership.clone(), options.peer_urls.clone());
+    let mut node = NodeLoop {
+        members,
         options,
         raft,
         log,
@@ -194,6 +215,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         readies: 0,
         observer: hooks.observer,
     };
+    node.sync_members();
     let task = tokio::spawn(node.run(requests, event_inbox));
     Ok(Started {
         handle,
@@ -248,6 +270,7 @@ struct PendingRead {
 }
 
 struct NodeLoop<D: Dir, C: Clock> {
+    members: members::Members,
     options: NodeOptions,
     raft: Raft,
     log: LogStore<D>,
@@ -306,6 +329,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                     next_tick = Box::pin(clock.sleep(tick));
                     self.raft.tick();
                     self.expire_requests();
+                    self.tick_members();
                 }
                 Event::Request(request) => self.handle_request(request),
                 Event::Transport(event) => self.handle_transport(event),
@@ -323,6 +347,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 let ready = self.raft.ready();
                 self.handle_ready(ready).await?;
             }
+            self.check_removed()?;
             self.publish();
         }
     }
@@ -349,6 +374,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 let _ = reply.send(Ok(()));
             }
             Request::LinearizableRead { reply } => self.waiting_reads.push(PendingRead { reply, deadline_ns }),
+            Request::Member { request, reply } => self.handle_member_request(request, reply, deadline_ns),
         }
     }
 
@@ -356,6 +382,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         match event {
             TransportEvent::Received(message) => self.raft.step(*message),
             TransportEvent::Unreachable(peer) => self.raft.report_unreachable(peer),
+            TransportEvent::Removed => self.learned_removal(),
         }
     }
 
@@ -481,12 +508,23 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     async fn apply(&mut self, entries: &[raft::Entry]) -> Result<(), NodeError> {
         let mut batch = Vec::with_capacity(entries.len());
         let mut origins = Vec::with_capacity(entries.len());
+        let applied_before = self.store.consistent_index().index;
+        let mut membership_changed = false;
         for entry in entries {
+            // Membership entries change the member table; its writes commit with the entry.
+            let extra = if entry.index.0 > applied_before {
+                self.apply_member_entry(entry)
+            } else {
+                WriteBatch::new()
+            };
+            membership_changed |=
+                entry.kind == EntryKind::ConfChange || super::membership::is_attribute_entry(&entry.data);
             let position = ConsistentIndex {
                 index: entry.index.0,
                 term: entry.term.0,
             };
             let (request, origin) = match entry.kind {
+                EntryKind::Normal if super::membership::is_attribute_entry(&entry.data) => (WriteRequest::Noop, None),
                 EntryKind::Normal if !entry.data.is_empty() => {
                     let decoded = proposal::decode(entry.data.clone()).map_err(|error| NodeError::CorruptEntry {
                         index: entry.index.0,
@@ -500,7 +538,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             batch.push(ApplyEntry {
                 position,
                 request,
-                extra: WriteBatch::new(),
+                extra,
             });
             origins.push(origin);
         }
@@ -511,6 +549,9 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             .map_err(|error| NodeError::State(error.to_string()))?;
         if let Some(observer) = &self.observer {
             report_applied(observer.as_ref(), self.options.id, entries, &outcomes);
+        }
+        if membership_changed {
+            self.after_member_apply();
         }
         for (outcome, origin) in outcomes.into_iter().zip(origins) {
             let Some((origin, id)) = origin else { continue };

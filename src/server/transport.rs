@@ -7,7 +7,7 @@
 //! "unreachable" so the leader stops streaming blindly and probes instead.
 //! Nothing is dropped silently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::hooks::{Fate, MessageFaults};
+use super::membership::{Member, REMOVED_TEXT};
 use super::peer_codec::{decode_frame, encode_frame};
 use crate::raft::{Message, NodeId};
 
@@ -37,6 +38,16 @@ pub enum TransportEvent {
     Received(Box<Message>),
     /// Messages to this peer were lost (queue full or connection broken).
     Unreachable(NodeId),
+    /// A peer refused our frames because this member was removed from the cluster.
+    Removed,
+}
+
+/// What the peer service tells others about the cluster: the member table
+/// (for joining members) and the removed members (whose frames it refuses).
+#[derive(Default)]
+struct PeerDirectory {
+    members: Vec<Member>,
+    removed: BTreeSet<NodeId>,
 }
 
 #[derive(Default, Debug)]
@@ -61,6 +72,7 @@ pub struct Transport {
     pub counters: Arc<TransportCounters>,
     /// The simulation's message faults; `None` in production.
     faults: Option<Arc<dyn MessageFaults>>,
+    directory: Arc<Mutex<PeerDirectory>>,
 }
 
 impl Transport {
@@ -77,7 +89,14 @@ impl Transport {
             events,
             counters: Arc::new(TransportCounters::default()),
             faults,
+            directory: Arc::default(),
         }
+    }
+
+    /// Publishes the applied member table to the peer service.
+    pub fn set_members(&self, members: Vec<Member>, removed: BTreeSet<NodeId>) {
+        let mut directory = self.directory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *directory = PeerDirectory { members, removed };
     }
 
     /// Starts (or restarts) the sender for `peer` at `url` (`http://host:port`).
@@ -189,6 +208,11 @@ impl PeerSender {
                 return; // the queue closed: the peer was removed or we are stopping
             }
             if let Ok(Err(status)) = call.await {
+                if status.message() == REMOVED_TEXT {
+                    eprintln!("braid: peer {:x} says: {REMOVED_TEXT}", self.peer.0);
+                    let _ = self.events.send(TransportEvent::Removed);
+                    return;
+                }
                 eprintln!(
                     "braid: stream to peer {:x} at {} broke: {}",
                     self.peer.0,
@@ -245,6 +269,7 @@ pub struct PeerService {
     cluster_id: u64,
     events: mpsc::UnboundedSender<TransportEvent>,
     counters: Arc<TransportCounters>,
+    directory: Arc<Mutex<PeerDirectory>>,
 }
 
 impl PeerService {
@@ -254,7 +279,12 @@ impl PeerService {
             cluster_id: transport.cluster_id,
             events: transport.events.clone(),
             counters: Arc::clone(&transport.counters),
+            directory: Arc::clone(&transport.directory),
         }
+    }
+
+    fn directory(&self) -> std::sync::MutexGuard<'_, PeerDirectory> {
+        self.directory.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -267,6 +297,11 @@ impl braidpb::peer_server::Peer for PeerService {
         let mut stream = request.into_inner();
         let mut accepted = 0u64;
         while let Some(frame) = stream.message().await? {
+            if self.directory().removed.contains(&NodeId(frame.from)) {
+                // etcd answers a removed member's messages with "410 Gone"; the
+                // sender stops when it reads this text.
+                return Err(tonic::Status::failed_precondition(REMOVED_TEXT));
+            }
             match decode_frame(self.cluster_id, self.local, frame) {
                 Ok(message) => {
                     accepted += 1;
@@ -300,7 +335,29 @@ impl braidpb::peer_server::Peer for PeerService {
         Ok(tonic::Response::new(braidpb::ProbeResponse {
             member_id: self.local.0,
             cluster_id: self.cluster_id,
-            removed: false,
+            removed: self.directory().removed.contains(&NodeId(request.from)),
+        }))
+    }
+
+    async fn members(
+        &self,
+        _request: tonic::Request<braidpb::MembersRequest>,
+    ) -> Result<tonic::Response<braidpb::MembersResponse>, tonic::Status> {
+        let members = self
+            .directory()
+            .members
+            .iter()
+            .map(|member| braidpb::Member {
+                id: member.id.0,
+                name: member.name.clone(),
+                peer_urls: member.peer_urls.clone(),
+                client_urls: member.client_urls.clone(),
+                is_learner: member.is_learner,
+            })
+            .collect();
+        Ok(tonic::Response::new(braidpb::MembersResponse {
+            cluster_id: self.cluster_id,
+            members,
         }))
     }
 }

@@ -86,6 +86,10 @@ pub async fn start_stand_in_with(max_request_bytes: usize, limits: ApiLimits, co
                             .map_err(ServerError::Mvcc),
                     );
                 }
+                // The stand-in has no member table; the Cluster service is tested on processes.
+                NodeRequest::Member { reply, .. } => {
+                    let _ = reply.send(Err(ServerError::Stopped));
+                }
                 NodeRequest::LinearizableRead { reply } => {
                     loop_barriers.fetch_add(1, Ordering::SeqCst);
                     let _ = reply.send(match loop_barrier_failure.lock().unwrap().clone() {

@@ -17,7 +17,10 @@ use braid::config::{self, ClusterState, Command, ServerConfig, Url};
 use braid::io::{DevicePreference, OsDir, SystemClock};
 use braid::raft::{ConfState, NodeId};
 use braid::server::cluster::{cluster_id, member_id};
-use braid::server::node::{self, NodeOptions};
+use braid::server::identity::{self, Identity};
+use braid::server::join;
+use braid::server::membership::{Member, REMOVED_TEXT};
+use braid::server::node::{self, MembershipOptions, NodeError, NodeOptions};
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
 
@@ -61,6 +64,55 @@ struct Membership {
     initial_conf: ConfState,
     peer_urls: BTreeMap<NodeId, String>,
     names: BTreeMap<NodeId, String>,
+    /// The founding members (written into the bootstrap entries).
+    initial_members: Vec<Member>,
+}
+
+/// The member's identity and peers: from its data directory after the first
+/// start, else from `--initial-cluster` (new cluster) or from the running
+/// cluster (joining one), and then stored.
+async fn identify(config: &ServerConfig, fresh: bool, dir: &OsDir) -> Result<Membership, String> {
+    let stored = identity::load(dir)
+        .await
+        .map_err(|error| format!("cannot read the member identity: {error}"))?;
+    let mut membership = membership(config, fresh)?;
+    if let Some(stored) = stored {
+        membership.id = NodeId(stored.member_id);
+        membership.cluster_id = stored.cluster_id;
+        membership.peer_urls.remove(&membership.id);
+        return Ok(membership);
+    }
+    if fresh && config.initial_cluster_state == ClusterState::Existing {
+        let others: Vec<String> = membership.peer_urls.values().cloned().collect();
+        let cluster = join::fetch_cluster(&others).await?;
+        let own_urls: Vec<String> = config.initial_advertise_peer_urls.iter().map(Url::to_string).collect();
+        let own = cluster.find_self(&own_urls)?;
+        eprintln!(
+            "braid: joining cluster {:x} as member {:x} (added by MemberAdd)",
+            cluster.cluster_id, own.id.0
+        );
+        membership.id = own.id;
+        membership.cluster_id = cluster.cluster_id;
+        membership.peer_urls = cluster
+            .members
+            .iter()
+            .filter(|member| member.id != own.id)
+            .filter_map(|member| Some((member.id, member.peer_urls.first()?.clone())))
+            .collect();
+        membership.names = cluster
+            .members
+            .iter()
+            .map(|member| (member.id, member.name.clone()))
+            .collect();
+    }
+    let identity = Identity {
+        member_id: membership.id.0,
+        cluster_id: membership.cluster_id,
+    };
+    identity::store(dir, identity)
+        .await
+        .map_err(|error| format!("cannot store the member identity: {error}"))?;
+    Ok(membership)
 }
 
 fn membership(config: &ServerConfig, fresh: bool) -> Result<Membership, String> {
@@ -75,12 +127,19 @@ fn membership(config: &ServerConfig, fresh: bool) -> Result<Membership, String> 
     let mut peer_urls = BTreeMap::new();
     let mut names = BTreeMap::new();
     let mut own = None;
+    let mut initial_members = Vec::new();
     for (name, urls) in &cluster {
         let texts: Vec<String> = urls.iter().map(Url::to_string).collect();
         let id = member_id(&texts, token);
         ids.push(id);
         names.insert(id, name.clone());
         peer_urls.insert(id, texts[0].clone());
+        initial_members.push(Member {
+            id,
+            name: name.clone(),
+            peer_urls: texts,
+            ..Member::default()
+        });
         if *name == config.name {
             own = Some(id);
         }
@@ -103,6 +162,7 @@ fn membership(config: &ServerConfig, fresh: bool) -> Result<Membership, String> 
         initial_conf,
         peer_urls,
         names,
+        initial_members,
     })
 }
 
@@ -143,11 +203,20 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     check_not_etcd_data_dir(&config.data_dir)?;
     let storage_path = config.data_dir.join("braid");
     let fresh = !storage_path.exists();
-    let membership = membership(&config, fresh)?;
     std::fs::create_dir_all(&storage_path)
         .map_err(|error| format!("cannot create data dir {}: {error}", storage_path.display()))?;
     let (dir, choice) = OsDir::open(&storage_path, DevicePreference::Auto)
         .map_err(|error| format!("cannot open data dir {}: {error}", storage_path.display()))?;
+    let membership = match identify(&config, fresh, &dir).await {
+        Ok(membership) => membership,
+        Err(error) => {
+            if fresh {
+                // Leave no half-made data dir behind: the next start must be fresh again.
+                let _ = std::fs::remove_dir_all(&storage_path);
+            }
+            return Err(error);
+        }
+    };
     eprintln!("braid: storage path: {choice}");
     eprintln!(
         "braid: starting member {:x} ({}) in cluster {:x}, data dir {}",
@@ -175,10 +244,19 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         wal: WalOptions::default(),
         page_size: 4096,
         seed: membership.id.0 ^ std::process::id() as u64,
+        membership: MembershipOptions {
+            name: config.name.clone(),
+            client_urls: config.advertise_client_urls.iter().map(Url::to_string).collect(),
+            initial_members: membership.initial_members,
+            cluster_token: config.initial_cluster_token.clone(),
+            strict_reconfig_check: config.strict_reconfig_check,
+        },
     };
-    let started = node::start(options, dir, Arc::new(SystemClock::new()))
-        .await
-        .map_err(|error| format!("cannot start: {error}"))?;
+    let started = match node::start(options, dir, Arc::new(SystemClock::new())).await {
+        Ok(started) => started,
+        Err(NodeError::Removed) => return Err(REMOVED_TEXT.to_string()),
+        Err(error) => return Err(format!("cannot start: {error}")),
+    };
     eprintln!(
         "braid: recovered {} log entries; state applied through index {}",
         started.recovered_entries, started.recovered_applied
@@ -228,6 +306,10 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     }
     match started.task.await {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(NodeError::Removed)) => {
+            eprintln!("braid: {REMOVED_TEXT}; exiting");
+            Ok(())
+        }
         Ok(Err(error)) => Err(format!("stopping after a fatal error: {error}")),
         Err(error) => Err(format!("the node loop panicked: {error}")),
     }
