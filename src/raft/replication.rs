@@ -281,8 +281,12 @@ impl Raft {
             progress.become_probe();
         }
         progress.matched_at_last_heartbeat = progress.matched;
+        // A probing follower gets a probe even when nothing new was appended
+        // since it was last sent to: a member added to an idle cluster starts
+        // with `next` past the end of the log and must be walked back.
+        let probing = progress.state == ProgressState::Probe;
         if progress.matched < last_index {
-            self.send_append(from, false);
+            self.send_append(from, probing);
         }
         if !message.context.is_empty() {
             self.handle_read_ack(from, message.context);

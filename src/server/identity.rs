@@ -15,6 +15,10 @@ use bytes::{BufMut, BytesMut};
 use crate::io::{Dir, LogDevice};
 
 pub const IDENTITY_FILE: &str = "identity";
+/// Present (non-empty) once the member learned it was removed from the cluster
+/// other than by applying its removal (a peer refused its messages), so it
+/// refuses to start again even though its member table does not say so.
+pub const REMOVED_FILE: &str = "removed";
 const RECORD_BYTES: usize = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +58,25 @@ pub async fn store<D: Dir>(dir: &D, identity: Identity) -> std::io::Result<()> {
     dir.sync_dir().await
 }
 
+/// Records that this member was removed from its cluster.
+pub async fn mark_removed<D: Dir>(dir: &D) -> std::io::Result<()> {
+    let log = dir.open_log(REMOVED_FILE).await?;
+    if log.is_empty() {
+        log.append(bytes::Bytes::from_static(b"removed\n")).await?;
+        log.sync().await?;
+        dir.sync_dir().await?;
+    }
+    Ok(())
+}
+
+/// Whether [`mark_removed`] ran on this data directory.
+pub async fn was_removed<D: Dir>(dir: &D) -> std::io::Result<bool> {
+    if !dir.list()?.iter().any(|name| name == REMOVED_FILE) {
+        return Ok(false);
+    }
+    Ok(!dir.open_log(REMOVED_FILE).await?.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +99,14 @@ mod tests {
         log.truncate(19).await.unwrap();
         log.append(bytes::Bytes::from_static(&[0])).await.unwrap();
         assert!(load(&dir).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_removal_mark_sticks() {
+        let dir = MemDir::new();
+        assert!(!was_removed(&dir).await.unwrap());
+        mark_removed(&dir).await.unwrap();
+        mark_removed(&dir).await.unwrap();
+        assert!(was_removed(&dir).await.unwrap());
     }
 }

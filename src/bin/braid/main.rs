@@ -207,6 +207,12 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         .map_err(|error| format!("cannot create data dir {}: {error}", storage_path.display()))?;
     let (dir, choice) = OsDir::open(&storage_path, DevicePreference::Auto)
         .map_err(|error| format!("cannot open data dir {}: {error}", storage_path.display()))?;
+    if identity::was_removed(&dir)
+        .await
+        .map_err(|error| format!("cannot read the data dir: {error}"))?
+    {
+        return Err(REMOVED_TEXT.to_string());
+    }
     let membership = match identify(&config, fresh, &dir).await {
         Ok(membership) => membership,
         Err(error) => {
@@ -252,7 +258,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             strict_reconfig_check: config.strict_reconfig_check,
         },
     };
-    let started = match node::start(options, dir, Arc::new(SystemClock::new())).await {
+    let started = match node::start(options, dir.clone(), Arc::new(SystemClock::new())).await {
         Ok(started) => started,
         Err(NodeError::Removed) => return Err(REMOVED_TEXT.to_string()),
         Err(error) => return Err(format!("cannot start: {error}")),
@@ -307,6 +313,9 @@ async fn run(config: ServerConfig) -> Result<(), String> {
     match started.task.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(NodeError::Removed)) => {
+            identity::mark_removed(&dir)
+                .await
+                .map_err(|error| format!("{REMOVED_TEXT}; cannot record it in the data dir: {error}"))?;
             eprintln!("braid: {REMOVED_TEXT}; exiting");
             Ok(())
         }
