@@ -196,11 +196,21 @@ fn etcdctl_output_matches_etcd() {
 /// etcdctl's member commands on a single member, including a learner that never starts
 /// and every refusal the single-member case can show. IDs are random per cluster, so
 /// they, the peer port and the ID-dependent order of `ETCD_INITIAL_CLUSTER` are
-/// normalised away.
+/// normalised away (and `-w table` is left out: its column width follows the IDs).
 fn run_member_script(server: &Server) -> Vec<String> {
     let peer = format!("http://127.0.0.1:{}", server.peer_port);
-    let listed = etcdctl(&server.endpoint(), &["member", "list", "-w", "json"], None);
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("member list json");
+    // etcd serves clients only after the member published its client URLs; braid serves
+    // earlier, so wait (bounded) for the publish to be applied.
+    let started = Instant::now();
+    let listed = loop {
+        let output = etcdctl(&server.endpoint(), &["member", "list", "-w", "json"], None);
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("member list json");
+        if listed["members"][0]["clientURLs"].is_array() {
+            break listed;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never published: {listed}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut names = vec![
         (listed["header"]["cluster_id"].as_u64().unwrap(), "CLUSTER"),
         (listed["members"][0]["ID"].as_u64().unwrap(), "MEMBER"),
@@ -210,7 +220,10 @@ fn run_member_script(server: &Server) -> Vec<String> {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let output = etcdctl(&server.endpoint(), &refs, None);
         let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-        if let Some(id) = stdout.strip_prefix("Member ").and_then(|rest| rest.split_whitespace().next()) {
+        if let Some(id) = stdout
+            .strip_prefix("Member ")
+            .and_then(|rest| rest.split_whitespace().next())
+        {
             if let Ok(id) = u64::from_str_radix(id, 16) {
                 if !names.iter().any(|(known, _)| *known == id) {
                     names.push((id, "LEARNER"));
@@ -224,7 +237,12 @@ fn run_member_script(server: &Server) -> Vec<String> {
             String::from_utf8_lossy(&output.stderr)
         );
         for (id, name) in names.iter() {
-            text = text.replace(&format!("{id:x}"), name).replace(&id.to_string(), name);
+            // `member add/remove/update` print `Member %16x ... cluster %16x` (space-padded), the rest `%x`.
+            text = text
+                .replace(&format!("Member {id:16x}"), &format!("Member {name}"))
+                .replace(&format!("cluster {id:16x}"), &format!("cluster {name}"))
+                .replace(&format!("{id:x}"), name)
+                .replace(&id.to_string(), name);
         }
         let text = text.replace(&peer, "PEER").replace(&server.endpoint(), "ENDPOINT");
         // Lines whose order follows the random IDs: sort them.
@@ -243,27 +261,61 @@ fn run_member_script(server: &Server) -> Vec<String> {
     };
     let steps: Vec<Vec<String>> = vec![
         vec!["member".into(), "list".into()],
-        vec!["member".into(), "list".into(), "-w".into(), "table".into()],
         vec!["member".into(), "list".into(), "-w".into(), "json".into()],
-        vec!["member".into(), "add".into(), "bad".into(), "--peer-urls=127.0.0.1:1".into()],
-        vec!["member".into(), "add".into(), "dup".into(), format!("--peer-urls={peer}")],
+        vec![
+            "member".into(),
+            "add".into(),
+            "bad".into(),
+            "--peer-urls=127.0.0.1:1".into(),
+        ],
+        vec![
+            "member".into(),
+            "add".into(),
+            "dup".into(),
+            format!("--peer-urls={peer}"),
+        ],
         vec!["member".into(), "remove".into(), "1234".into()],
-        vec!["member".into(), "update".into(), "1234".into(), "--peer-urls=http://127.0.0.1:1".into()],
+        vec![
+            "member".into(),
+            "update".into(),
+            "1234".into(),
+            "--peer-urls=http://127.0.0.1:1".into(),
+        ],
         vec!["member".into(), "promote".into(), "1234".into()],
-        vec!["member".into(), "add".into(), "l1".into(), "--learner".into(), "--peer-urls=http://127.0.0.1:1".into()],
-        vec!["member".into(), "add".into(), "l2".into(), "--learner".into(), "--peer-urls=http://127.0.0.1:2".into()],
+        vec![
+            "member".into(),
+            "add".into(),
+            "l1".into(),
+            "--learner".into(),
+            "--peer-urls=http://127.0.0.1:1".into(),
+        ],
+        vec![
+            "member".into(),
+            "add".into(),
+            "l2".into(),
+            "--learner".into(),
+            "--peer-urls=http://127.0.0.1:2".into(),
+        ],
         vec!["member".into(), "list".into()],
     ];
     for args in steps {
         transcript.push(run(args, &mut names));
     }
-    let learner = names.iter().find(|(_, name)| *name == "LEARNER").map(|(id, _)| format!("{id:x}"));
+    let learner = names
+        .iter()
+        .find(|(_, name)| *name == "LEARNER")
+        .map(|(id, _)| format!("{id:x}"));
     let learner = learner.unwrap_or_else(|| "0".to_string());
     let member = format!("{:x}", names[1].0);
     for args in [
         vec!["member".to_string(), "promote".into(), learner.clone()],
         vec!["member".into(), "promote".into(), member],
-        vec!["member".into(), "update".into(), learner.clone(), "--peer-urls=http://127.0.0.1:3".into()],
+        vec![
+            "member".into(),
+            "update".into(),
+            learner.clone(),
+            "--peer-urls=http://127.0.0.1:3".into(),
+        ],
         vec!["member".into(), "remove".into(), learner],
         vec!["member".into(), "list".into()],
     ] {

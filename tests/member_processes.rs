@@ -76,11 +76,7 @@ fn member_add(endpoint: &str, name: &str, peer_port: u16, learner: bool) -> (Str
         "member add: {stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let id = stdout
-        .split_whitespace()
-        .nth(1)
-        .expect("Member <id> added")
-        .to_string();
+    let id = stdout.split_whitespace().nth(1).expect("Member <id> added").to_string();
     let cluster = stdout
         .lines()
         .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
@@ -101,10 +97,12 @@ fn values(endpoint: &str, prefix: &str, serializable: bool) -> Option<Vec<String
     let consistency = if serializable { "s" } else { "l" };
     let consistency = format!("--consistency={consistency}");
     let output = etcdctl(endpoint, &["get", prefix, "--prefix", &consistency], None);
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect())
+    output.status.success().then(|| {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    })
 }
 
 #[test]
@@ -114,9 +112,11 @@ fn a_fourth_member_joins_and_serves_then_a_removed_member_exits_for_good() {
     }
     let mut members = start_cluster(BRAID, &["m1", "m2", "m3"]);
     for index in 0..20 {
-        assert!(etcdctl(&members[0].endpoint(), &["put", &format!("k{index:02}"), "v"], None)
-            .status
-            .success());
+        assert!(
+            etcdctl(&members[0].endpoint(), &["put", &format!("k{index:02}"), "v"], None)
+                .status
+                .success()
+        );
     }
     let expected = values(&members[0].endpoint(), "k", false).unwrap();
 
@@ -158,16 +158,15 @@ fn a_fourth_member_joins_and_serves_then_a_removed_member_exits_for_good() {
     };
     let m3_id = listed.iter().find(|member| member.name == "m3").unwrap().id.clone();
     let output = etcdctl(&members[0].endpoint(), &["member", "remove", &m3_id], None);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let status = members[2].wait_exit(Duration::from_secs(20));
     stop.store(true, Ordering::SeqCst);
     writer.join().unwrap();
     let log = members[2].log();
-    assert!(status.is_some_and(|status| status.success()), "m3 still runs or failed: {status:?}\n{log}");
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "m3 still runs or failed: {status:?}\n{log}"
+    );
     assert!(log.contains(REMOVED), "{log}");
 
     let acknowledged = acknowledged.lock().unwrap().clone();
@@ -194,7 +193,9 @@ fn a_learner_serves_only_status_and_serializable_reads_until_promoted() {
         return;
     }
     let members = start_cluster(BRAID, &["m1", "m2", "m3"]);
-    assert!(etcdctl(&members[0].endpoint(), &["put", "k", "v"], None).status.success());
+    assert!(etcdctl(&members[0].endpoint(), &["put", "k", "v"], None)
+        .status
+        .success());
     let (client, peer) = (free_port(), free_port());
     let (id, initial_cluster) = member_add(&members[0].endpoint(), "l4", peer, true);
     let second = etcdctl(
@@ -209,12 +210,18 @@ fn a_learner_serves_only_status_and_serializable_reads_until_promoted() {
         (values(&learner.endpoint(), "k", true)? == ["k", "v"]).then_some(())
     });
     let status = etcdctl(&learner.endpoint(), &["endpoint", "status"], None);
-    assert!(String::from_utf8_lossy(&status.stdout).contains(", true, "), "IS LEARNER");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains(", true, "),
+        "IS LEARNER"
+    );
     for args in [&["put", "x", "1"][..], &["get", "k"], &["member", "list"]] {
         let output = etcdctl(&learner.endpoint(), args, None);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{args:?} on a learner succeeded");
-        assert!(stderr.contains("etcdserver: rpc not supported for learner"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("etcdserver: rpc not supported for learner"),
+            "{args:?}: {stderr}"
+        );
     }
 
     // Promote through every voter in turn: followers forward to the leader.
@@ -259,7 +266,11 @@ async fn the_etcd_client_crate_manages_members() {
     let mut client = None;
     for _ in 0..100 {
         if let Ok(mut connected) = Client::connect([server.endpoint()], None).await {
-            if connected.member_list().await.is_ok_and(|list| !list.members()[0].client_urls().is_empty()) {
+            if connected
+                .member_list()
+                .await
+                .is_ok_and(|list| !list.members()[0].client_urls().is_empty())
+            {
                 client = Some(connected);
                 break;
             }
@@ -270,8 +281,14 @@ async fn the_etcd_client_crate_manages_members() {
     let listed = client.member_list().await.unwrap();
     let own = listed.members()[0].id();
     assert_eq!(listed.header().unwrap().member_id(), own);
-    assert_eq!(listed.members()[0].client_urls(), [format!("http://127.0.0.1:{client_port}")]);
-    assert_eq!(listed.members()[0].peer_urls(), [format!("http://127.0.0.1:{peer_port}")]);
+    assert_eq!(
+        listed.members()[0].client_urls(),
+        [format!("http://127.0.0.1:{client_port}")]
+    );
+    assert_eq!(
+        listed.members()[0].peer_urls(),
+        [format!("http://127.0.0.1:{peer_port}")]
+    );
 
     let added = client
         .member_add(["http://127.0.0.1:1"], Some(MemberAddOptions::new().with_is_learner()))
@@ -299,7 +316,11 @@ async fn the_etcd_client_crate_manages_members() {
         .member_update(learner.id(), vec!["http://127.0.0.1:2".to_string()])
         .await
         .unwrap();
-    let after = updated.members().iter().find(|member| member.id() == learner.id()).unwrap();
+    let after = updated
+        .members()
+        .iter()
+        .find(|member| member.id() == learner.id())
+        .unwrap();
     assert_eq!(after.peer_urls(), ["http://127.0.0.1:2"]);
     let refused = client.member_add(["http://127.0.0.1:2"], None).await.unwrap_err();
     assert_eq!(

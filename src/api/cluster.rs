@@ -95,7 +95,11 @@ impl<B: Backend> ClusterService<B> {
         &self,
         request: pb::MemberPromoteRequest,
     ) -> Result<pb::MemberPromoteResponse, ApiError> {
-        match self.node.change_membership(MemberRequest::Promote { id: NodeId(request.id) }).await {
+        match self
+            .node
+            .change_membership(MemberRequest::Promote { id: NodeId(request.id) })
+            .await
+        {
             Ok(answer) => Ok(pb::MemberPromoteResponse {
                 header: Some(response_header(answer.header)),
                 members: members_to_proto(&answer.members),

@@ -150,8 +150,16 @@ impl MemberTable {
 
     /// The configuration Raft should have once the same entries are applied.
     pub fn conf_state(&self) -> ConfState {
-        let voters = self.members.values().filter(|member| !member.is_learner).map(|member| member.id);
-        let learners = self.members.values().filter(|member| member.is_learner).map(|member| member.id);
+        let voters = self
+            .members
+            .values()
+            .filter(|member| !member.is_learner)
+            .map(|member| member.id);
+        let learners = self
+            .members
+            .values()
+            .filter(|member| member.is_learner)
+            .map(|member| member.id);
         ConfState::new(voters, learners)
     }
 

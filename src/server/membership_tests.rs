@@ -109,7 +109,10 @@ async fn the_table_survives_a_reload_from_the_backend() {
     batch.extend(table.apply_conf_change(&change(ConfChangeKind::RemoveVoter, 3), None));
     backend.apply(batch).await.unwrap();
     assert_eq!(MemberTable::load(&backend.read()).unwrap(), table);
-    assert!(MemberTable::load(&MemBackend::new().read()).unwrap().members().is_empty());
+    assert!(MemberTable::load(&MemBackend::new().read())
+        .unwrap()
+        .members()
+        .is_empty());
 
     let mut corrupt = WriteBatch::new();
     corrupt.put(member_key(NodeId(1)), Bytes::from_static(b"junk"));
@@ -144,14 +147,22 @@ fn codecs_round_trip_and_refuse_every_truncation() {
         assert!(is_attribute_entry(&data));
         assert_eq!(decode_attributes(data.clone()), Some((origin, attribute.clone())));
         for length in 0..data.len() {
-            assert_eq!(decode_attributes(data.slice(..length)), None, "prefix of {length} bytes");
+            assert_eq!(
+                decode_attributes(data.slice(..length)),
+                None,
+                "prefix of {length} bytes"
+            );
         }
         let mut longer = data.to_vec();
         longer.push(0);
         assert_eq!(decode_attributes(Bytes::from(longer)), None);
     }
     for length in 0..context.len() {
-        assert_eq!(decode_context(context.slice(..length)), None, "prefix of {length} bytes");
+        assert_eq!(
+            decode_context(context.slice(..length)),
+            None,
+            "prefix of {length} bytes"
+        );
     }
     // A client proposal (format version 1) is never taken for a member entry.
     assert!(!is_attribute_entry(&[1, 0, 0]));
@@ -162,18 +173,30 @@ fn checks_give_etcds_errors() {
     let mut table = three();
     let url = |port: u16| vec![format!("http://127.0.0.1:{port}")];
     assert_eq!(table.check_add(&[], false, true), Err(MembershipError::BadUrls));
-    for bad in ["127.0.0.1:2380", "http://127.0.0.1", "http://:2380", "http://h:2380/path", "ftp://h:1"] {
+    for bad in [
+        "127.0.0.1:2380",
+        "http://127.0.0.1",
+        "http://:2380",
+        "http://h:2380/path",
+        "ftp://h:1",
+    ] {
         assert_eq!(
             table.check_add(&[bad.to_string()], false, true),
             Err(MembershipError::BadUrls),
             "{bad}"
         );
     }
-    assert_eq!(table.check_add(&url(2390), false, true), Err(MembershipError::PeerUrlExists));
+    assert_eq!(
+        table.check_add(&url(2390), false, true),
+        Err(MembershipError::PeerUrlExists)
+    );
     assert_eq!(table.check_add(&url(2500), false, true), Ok(()));
     assert_eq!(table.check_add(&url(2500), true, true), Ok(()));
     let _ = table.apply_conf_change(&change(ConfChangeKind::AddLearner, 8), Some(&member(8, "", 2480)));
-    assert_eq!(table.check_add(&url(2500), true, true), Err(MembershipError::TooManyLearners));
+    assert_eq!(
+        table.check_add(&url(2500), true, true),
+        Err(MembershipError::TooManyLearners)
+    );
 
     // Two unstarted voters out of five: one more voter would leave 3 of 6 started.
     let _ = table.apply_conf_change(&change(ConfChangeKind::AddVoter, 9), Some(&member(9, "", 2490)));
@@ -185,7 +208,10 @@ fn checks_give_etcds_errors() {
     );
     assert_eq!(table.check_add(&url(2500), false, false), Ok(()));
     // Removing a started voter leaves 2 started of 4.
-    assert_eq!(table.check_remove(NodeId(1), true), Err(MembershipError::NotEnoughStarted));
+    assert_eq!(
+        table.check_remove(NodeId(1), true),
+        Err(MembershipError::NotEnoughStarted)
+    );
     assert_eq!(table.check_remove(NodeId(10), true), Ok(()));
     assert_eq!(table.check_remove(NodeId(8), true), Ok(()));
     assert_eq!(table.check_remove(NodeId(77), false), Err(MembershipError::NotFound));
@@ -195,11 +221,26 @@ fn checks_give_etcds_errors() {
         let _ = table.apply_conf_change(&change(ConfChangeKind::AddLearner, 8), Some(&member(8, "", 2480)));
         table
     };
-    assert_eq!(table.check_promote(NodeId(8), Some(89), 100, true), Err(MembershipError::LearnerNotReady));
+    assert_eq!(
+        table.check_promote(NodeId(8), Some(89), 100, true),
+        Err(MembershipError::LearnerNotReady)
+    );
     assert_eq!(table.check_promote(NodeId(8), Some(90), 100, true), Ok(()));
-    assert_eq!(table.check_promote(NodeId(2), Some(100), 100, true), Err(MembershipError::NotLearner));
-    assert_eq!(table.check_promote(NodeId(77), None, 100, true), Err(MembershipError::NotFound));
-    assert_eq!(table.check_update(NodeId(2), &url(2410)), Err(MembershipError::PeerUrlExists));
+    assert_eq!(
+        table.check_promote(NodeId(2), Some(100), 100, true),
+        Err(MembershipError::NotLearner)
+    );
+    assert_eq!(
+        table.check_promote(NodeId(77), None, 100, true),
+        Err(MembershipError::NotFound)
+    );
+    assert_eq!(
+        table.check_update(NodeId(2), &url(2410)),
+        Err(MembershipError::PeerUrlExists)
+    );
     assert_eq!(table.check_update(NodeId(2), &url(2400)), Ok(()));
-    assert_eq!(table.check_update(NodeId(77), &url(2999)), Err(MembershipError::NotFound));
+    assert_eq!(
+        table.check_update(NodeId(77), &url(2999)),
+        Err(MembershipError::NotFound)
+    );
 }

@@ -165,7 +165,8 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         )));
     }
 
-    let members = MemberTable::load(&crate::mvcc::Backend::read(store.backend())).map_err(|error| NodeError::State(error.to_string()))?;
+    let members = MemberTable::load(&crate::mvcc::Backend::read(store.backend()))
+        .map_err(|error| NodeError::State(error.to_string()))?;
     if members.is_removed(options.id) {
         return Err(NodeError::Removed);
     }

@@ -150,7 +150,10 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             }
             MemberRequest::Remove { id } => {
                 table.check_remove(id, strict).map_err(refuse)?;
-                (ConfChangeKind::RemoveVoter, table.member(id).cloned().unwrap_or_default())
+                (
+                    ConfChangeKind::RemoveVoter,
+                    table.member(id).cloned().unwrap_or_default(),
+                )
             }
             MemberRequest::Promote { id } => {
                 if self.role != Role::Leader {
@@ -160,7 +163,12 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                     });
                 }
                 let progress = self.raft.progress();
-                let matched_of = |node: NodeId| progress.iter().find(|(peer, ..)| *peer == node).map(|(_, matched, _)| matched.0);
+                let matched_of = |node: NodeId| {
+                    progress
+                        .iter()
+                        .find(|(peer, ..)| *peer == node)
+                        .map(|(_, matched, _)| matched.0)
+                };
                 let leader_matched = matched_of(self.options.id).unwrap_or(0);
                 table
                     .check_promote(id, matched_of(id), leader_matched, strict)
