@@ -324,7 +324,8 @@ impl MemberTable {
         if started == 1 && members == 2 {
             return true;
         }
-        started >= members / 2 + 1
+        // A quorum of the grown cluster: more than half.
+        started > members / 2
     }
 
     fn check_urls_unused(&self, peer_urls: &[String], except: Option<NodeId>) -> Result<(), MembershipError> {

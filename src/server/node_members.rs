@@ -111,9 +111,9 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             retry: None,
         };
         self.members.pending.insert(id, pending);
-        match change {
-            Some(change) => self.propose_member_change(id, change),
-            None => {} // an attribute entry, already proposed
+        // `None`: an attribute entry, already proposed.
+        if let Some(change) = change {
+            self.propose_member_change(id, change);
         }
     }
 
