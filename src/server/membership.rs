@@ -456,12 +456,28 @@ pub fn decode_member(mut data: Bytes) -> Option<Member> {
     (!data.has_remaining()).then_some(member)
 }
 
-/// A membership-change context: who waits for it, and the member's attributes.
-pub fn encode_context(origin: Origin, member: &Member) -> Bytes {
+/// Both entry payloads open with a tag byte and the origin.
+fn start_payload(tag: u8, origin: Origin) -> BytesMut {
     let mut buffer = BytesMut::new();
-    buffer.put_u8(CONTEXT_VERSION);
+    buffer.put_u8(tag);
     buffer.put_u64(origin.member);
     buffer.put_u64(origin.request);
+    buffer
+}
+
+fn take_payload_start(data: &mut Bytes, tag: u8) -> Option<Origin> {
+    if !data.has_remaining() || data.get_u8() != tag {
+        return None;
+    }
+    Some(Origin {
+        member: take_u64(data)?,
+        request: take_u64(data)?,
+    })
+}
+
+/// A membership-change context: who waits for it, and the member's attributes.
+pub fn encode_context(origin: Origin, member: &Member) -> Bytes {
+    let mut buffer = start_payload(CONTEXT_VERSION, origin);
     put_member(&mut buffer, member);
     buffer.freeze()
 }
@@ -469,13 +485,7 @@ pub fn encode_context(origin: Origin, member: &Member) -> Bytes {
 /// Decodes a context; `None` for an empty or malformed one (the change still
 /// takes effect, with blank attributes).
 pub fn decode_context(mut data: Bytes) -> Option<(Origin, Member)> {
-    if !data.has_remaining() || data.get_u8() != CONTEXT_VERSION {
-        return None;
-    }
-    let origin = Origin {
-        member: take_u64(&mut data)?,
-        request: take_u64(&mut data)?,
-    };
+    let origin = take_payload_start(&mut data, CONTEXT_VERSION)?;
     let member = take_member(&mut data)?;
     (!data.has_remaining()).then_some((origin, member))
 }
@@ -486,10 +496,7 @@ pub fn is_attribute_entry(data: &[u8]) -> bool {
 }
 
 pub fn encode_attributes(origin: Origin, change: &AttributeChange) -> Bytes {
-    let mut buffer = BytesMut::new();
-    buffer.put_u8(MEMBER_ENTRY_TAG);
-    buffer.put_u64(origin.member);
-    buffer.put_u64(origin.request);
+    let mut buffer = start_payload(MEMBER_ENTRY_TAG, origin);
     match change {
         AttributeChange::Publish { id, name, client_urls } => {
             buffer.put_u8(1);
@@ -507,13 +514,7 @@ pub fn encode_attributes(origin: Origin, change: &AttributeChange) -> Bytes {
 }
 
 pub fn decode_attributes(mut data: Bytes) -> Option<(Origin, AttributeChange)> {
-    if !data.has_remaining() || data.get_u8() != MEMBER_ENTRY_TAG {
-        return None;
-    }
-    let origin = Origin {
-        member: take_u64(&mut data)?,
-        request: take_u64(&mut data)?,
-    };
+    let origin = take_payload_start(&mut data, MEMBER_ENTRY_TAG)?;
     if !data.has_remaining() {
         return None;
     }
