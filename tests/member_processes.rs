@@ -269,7 +269,7 @@ async fn the_etcd_client_crate_manages_members() {
             if connected
                 .member_list()
                 .await
-                .is_ok_and(|list| !list.members()[0].client_urls().is_empty())
+                .is_ok_and(|list| list.members().first().is_some_and(|own| !own.client_urls().is_empty()))
             {
                 client = Some(connected);
                 break;
