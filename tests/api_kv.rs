@@ -11,9 +11,9 @@ use braid::mvcc::{ApplyEntry, ConsistentIndex, MemBackend, MvccConfig, MvccStore
 use braid::raft::NodeId;
 use braid::server::{MemberStatus, NodeHandle, Request as NodeRequest, ServerError};
 use braid_proto::etcdserverpb as pb;
+use braid_proto::etcdserverpb::cluster_client::ClusterClient;
 use braid_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use braid_proto::etcdserverpb::kv_client::KvClient;
-use braid_proto::etcdserverpb::lease_client::LeaseClient;
 use braid_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use braid_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use braid_proto::etcdserverpb::watch_client::WatchClient;
@@ -88,6 +88,10 @@ async fn start(max_request_bytes: usize, limits: ApiLimits) -> TestNode {
                             .map(|response| (response, loop_node.header()))
                             .map_err(ServerError::Mvcc),
                     );
+                }
+                // Leases have their own tests (tests/api_lease.rs) against a real node.
+                NodeRequest::Lease { reply, .. } => {
+                    let _ = reply.send(Err(ServerError::Stopped));
                 }
                 NodeRequest::LinearizableRead { reply } => {
                     loop_barriers.fetch_add(1, Ordering::SeqCst);
@@ -692,10 +696,10 @@ async fn node_failures_reach_the_client_as_etcd_errors() {
 #[tokio::test]
 async fn services_not_built_yet_say_unimplemented() {
     let mut node = start_default().await;
-    let mut lease = LeaseClient::new(node.channel.clone());
-    let grant = lease.lease_grant(pb::LeaseGrantRequest { ttl: 5, id: 0 }).await;
-    let grant_text = "braid: Lease.LeaseGrant is not implemented yet";
-    assert_status(grant, Code::Unimplemented, grant_text);
+    let mut cluster = ClusterClient::new(node.channel.clone());
+    let members = cluster.member_list(pb::MemberListRequest::default()).await;
+    let members_text = "braid: Cluster.MemberList is not implemented yet";
+    assert_status(members, Code::Unimplemented, members_text);
     let mut watch = WatchClient::new(node.channel.clone());
     let stream = watch.watch(tokio_stream::empty::<pb::WatchRequest>()).await;
     assert_status(stream, Code::Unimplemented, "braid: Watch.Watch is not implemented yet");

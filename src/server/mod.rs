@@ -1,6 +1,7 @@
 //! The node: composes raft, wal and mvcc over io, and decides ordering.
 pub mod cluster;
 mod handle;
+pub mod lessor;
 mod log_store;
 pub mod metrics;
 pub mod node;
