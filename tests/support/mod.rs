@@ -1,2 +1,3 @@
+pub mod braid_client;
 pub mod process;
 pub mod raft_cluster;
