@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use super::*;
 use crate::io::{Clock, ManualClock};
 use crate::mvcc::{Backend, MemBackend, PutRequest};
@@ -30,10 +32,15 @@ fn revoke(id: i64) -> Command {
     Command::Write(WriteRequest::RevokeLease(LeaseId(id)))
 }
 
+fn commit(backend: &MemBackend, batch: WriteBatch) {
+    let committed = backend.apply(batch).now_or_never();
+    committed.expect("the memory backend commits at once").unwrap();
+}
+
 /// Applies `command` and commits its extra writes to `backend`, as the node does.
 fn apply(lessor: &mut Lessor, backend: &MemBackend, command: Command, clock: &ManualClock) -> Applied {
     let applied = lessor.apply(command, clock.monotonic_ns());
-    let _ = backend.apply(applied.extra.clone());
+    commit(backend, applied.extra.clone());
     applied
 }
 
@@ -281,7 +288,7 @@ fn the_lease_table_survives_a_reopen_with_its_checkpoints() {
     let corrupt = MemBackend::new();
     let mut batch = WriteBatch::new();
     batch.put(record_key(LeaseId(1)), Bytes::from_static(b"\x02short"));
-    let _ = corrupt.apply(batch);
+    commit(&corrupt, batch);
     assert!(Lessor::open(options(), &corrupt.read()).is_err());
 }
 

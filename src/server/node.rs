@@ -216,6 +216,10 @@ impl PlantedBugs {
     }
 }
 
+/// Who proposed an entry (member, request id), if a client, and the lease
+/// error to answer instead of mvcc's result.
+type EntryOrigin = (Option<(u64, u64)>, Option<lessor::LeaseError>);
+
 type WriteReply = oneshot::Sender<Result<(WriteResponse, Header), ServerError>>;
 type ReadReply = oneshot::Sender<Result<(), ServerError>>;
 
@@ -518,11 +522,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
 
     /// One state-machine commit; `origins` pairs each entry with its proposer
     /// and the lease error to answer instead of mvcc's result.
-    async fn apply_batch(
-        &mut self,
-        batch: Vec<ApplyEntry>,
-        origins: Vec<(Option<(u64, u64)>, Option<lessor::LeaseError>)>,
-    ) -> Result<(), NodeError> {
+    async fn apply_batch(&mut self, batch: Vec<ApplyEntry>, origins: Vec<EntryOrigin>) -> Result<(), NodeError> {
         if batch.is_empty() {
             return Ok(());
         }
