@@ -12,7 +12,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions};
-use support::braid_client::{connect, grpc_message, start_braid, start_braid_cluster};
+use support::braid_client::{connect, grpc_message};
+use support::process::{Server, BRAID};
 use tonic::Code;
 
 fn with_keys() -> Option<LeaseTimeToLiveOptions> {
@@ -49,7 +50,7 @@ async fn key_count(client: &mut Client, prefix: &str) -> i64 {
 
 #[tokio::test]
 async fn leases_work_through_the_etcd_client_crate() {
-    let mut server = start_braid("lease");
+    let mut server = Server::start_single(BRAID, "lease");
     let mut client = connect(&server).await;
 
     let granted = client.lease_grant(60, None).await.unwrap();
@@ -133,7 +134,7 @@ async fn leases_work_through_the_etcd_client_crate() {
 
 #[tokio::test]
 async fn an_expired_lease_deletes_its_keys_in_one_revision() {
-    let server = start_braid("lease-expiry");
+    let server = Server::start_single(BRAID, "lease-expiry");
     let mut client = connect(&server).await;
     let id = client.lease_grant(1, None).await.unwrap().id();
     for key in ["ek1", "ek2", "ek3"] {
@@ -175,7 +176,7 @@ async fn roles(clients: &mut [Client]) -> Option<(usize, Vec<usize>)> {
 
 #[tokio::test]
 async fn followers_forward_keepalives_and_a_new_leader_keeps_the_leases() {
-    let mut members = start_braid_cluster(3);
+    let mut members = Server::start_cluster(BRAID, &["m1", "m2", "m3"]);
     let mut clients = Vec::new();
     for member in &members {
         clients.push(connect(member).await);

@@ -11,9 +11,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::process::{etcdctl, free_port, require_tool, temp_dir, Server, ETCDCTL};
-
-const BRAID: &str = env!("CARGO_BIN_EXE_braid");
+use support::process::{etcdctl, require_tool, Server, BRAID, ETCDCTL};
 
 struct Cluster {
     members: Vec<Server>,
@@ -21,23 +19,7 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let names = ["m1", "m2", "m3"];
-        let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> = names
-            .iter()
-            .zip(&ports)
-            .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
-            .collect();
-        let initial = initial.join(",");
-        let members = names
-            .iter()
-            .zip(&ports)
-            .map(|(name, (client, peer))| {
-                let data_dir = temp_dir(name);
-                let args = Server::member_args(name, &data_dir, *client, *peer, &initial);
-                Server::start(BRAID, name, *client, *peer, args)
-            })
-            .collect();
+        let members = Server::start_cluster(BRAID, &["m1", "m2", "m3"]);
         let cluster = Cluster { members };
         for member in &cluster.members {
             member.wait_ready(Duration::from_secs(30));

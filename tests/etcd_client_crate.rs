@@ -7,11 +7,12 @@
 mod support;
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp};
-use support::braid_client::{connect, grpc_message, start_braid};
+use support::braid_client::{connect, grpc_message};
+use support::process::{Server, BRAID};
 
 #[tokio::test]
 async fn the_etcd_client_crate_works_unchanged() {
-    let server = start_braid("etcd-client");
+    let server = Server::start_single(BRAID, "etcd-client");
     let mut client = connect(&server).await;
 
     let put = client

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::process::{etcdctl, free_port, require_tool, temp_dir, Server, ETCD, ETCDCTL};
+use support::process::{etcdctl, require_tool, Server, ETCD, ETCDCTL};
 
 /// One etcdctl invocation: arguments and optional stdin.
 struct Step {
@@ -140,16 +140,7 @@ fn run_script(server: &Server) -> Vec<String> {
 }
 
 fn start(program: &str, label: &str) -> Server {
-    let (client, peer) = (free_port(), free_port());
-    let data_dir = temp_dir(label);
-    let args = Server::member_args(
-        "default",
-        &data_dir,
-        client,
-        peer,
-        &format!("default=http://127.0.0.1:{peer}"),
-    );
-    let server = Server::start(program, label, client, peer, args);
+    let server = Server::start_single(program, label);
     server.wait_ready(Duration::from_secs(20));
     server
 }

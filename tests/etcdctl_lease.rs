@@ -10,8 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::braid_client::BRAID;
-use support::process::{etcdctl, free_port, require_tool, temp_dir, Server, ETCD, ETCDCTL};
+use support::process::{etcdctl, require_tool, Server, BRAID, ETCD, ETCDCTL};
 
 /// Steps of the script; `LEASE` stands for the id the first grant returned.
 const SCRIPT: &[&str] = &[
@@ -94,11 +93,7 @@ fn run_script(server: &Server) -> Vec<String> {
 }
 
 fn start(program: &str, label: &str) -> Server {
-    let (client, peer) = (free_port(), free_port());
-    let data_dir = temp_dir(label);
-    let cluster = format!("default=http://127.0.0.1:{peer}");
-    let args = Server::member_args("default", &data_dir, client, peer, &cluster);
-    let server = Server::start(program, label, client, peer, args);
+    let server = Server::start_single(program, label);
     server.wait_ready(Duration::from_secs(20));
     server
 }

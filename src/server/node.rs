@@ -328,6 +328,17 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
 
     /// Queues `command` for this round's proposal batch; `reply` gets its result once applied.
     fn propose(&mut self, command: Command, reply: WriteReply, deadline_ns: u64) {
+        let (id, data) = self.encode_proposal(command);
+        if data.len() > self.options.max_request_bytes {
+            let _ = reply.send(Err(ServerError::TooLarge));
+            return;
+        }
+        self.pending_writes.insert(id, PendingWrite { reply, deadline_ns });
+        self.proposals.push((id, data));
+    }
+
+    /// `command` as an entry from this member, under a new request id.
+    fn encode_proposal(&mut self, command: Command) -> (u64, Bytes) {
         let id = self.next_request_id;
         self.next_request_id += 1;
         let data = proposal::encode(&Proposal {
@@ -335,12 +346,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             id,
             command,
         });
-        if data.len() > self.options.max_request_bytes {
-            let _ = reply.send(Err(ServerError::TooLarge));
-            return;
-        }
-        self.pending_writes.insert(id, PendingWrite { reply, deadline_ns });
-        self.proposals.push((id, data));
+        (id, data)
     }
 
     fn handle_transport(&mut self, event: TransportEvent) {

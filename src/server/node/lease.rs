@@ -26,7 +26,7 @@ use crate::server::lessor::{
     self, Applied, LeaseCommand, LeaseError, LeaseQuery, LeaseRequest, LeaseResponse, LeaseStatus, Lessor,
     LessorOptions, CHECKPOINT_BATCH_MAX, MAX_LEASE_TTL_SECONDS, REVOKES_PER_SECOND,
 };
-use crate::server::proposal::{self, Command, Proposal};
+use crate::server::proposal::Command;
 
 type LeaseReply = oneshot::Sender<Result<(LeaseResponse, Header), ServerError>>;
 type QueryReply = oneshot::Sender<Result<LeaseResponse, ServerError>>;
@@ -268,14 +268,8 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     /// lost one is proposed again by a later tick (revokes) or interval
     /// (checkpoints).
     fn propose_internal(&mut self, command: Command) {
-        let id = self.next_request_id;
-        self.next_request_id += 1;
-        let data = proposal::encode(&Proposal {
-            origin: self.options.id.0,
-            id,
-            command,
-        });
-        self.proposals.push((id, data));
+        let proposal = self.encode_proposal(command);
+        self.proposals.push(proposal);
     }
 
     pub(super) fn lease_role_changed(&mut self, role: Role) {
