@@ -16,10 +16,11 @@ use support::process::{etcdctl, require_tool, Server, BRAID, ETCD, ETCDCTL};
 const SCRIPT: &[&str] = &[
     "lease grant 60",
     "put foo bar --lease=LEASE",
-    "put foo2 baz --lease=LEASE",
     "lease timetolive LEASE",
+    // One attached key while listing keys: etcd lists them in Go map order.
     "lease timetolive LEASE --keys",
     "lease timetolive LEASE --keys -w json",
+    "put foo2 baz --lease=LEASE",
     "lease keep-alive --once LEASE",
     "lease list",
     "put other x --lease=1234abcd",
