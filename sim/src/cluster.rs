@@ -81,6 +81,7 @@ impl Cluster {
                 wal: WalOptions::default(),
                 page_size: 4096,
                 seed: seed ^ id.0,
+                lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
             };
             let node_disk = disk.clone();
             let node_clock = clock.clone();

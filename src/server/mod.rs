@@ -3,6 +3,7 @@ pub mod cluster;
 mod handle;
 pub mod hooks;
 mod incarnation;
+pub mod lessor;
 mod log_store;
 pub mod metrics;
 pub mod node;

@@ -15,10 +15,13 @@ use std::time::Duration;
 use braid_proto::braidpb;
 use braid_proto::braidpb::peer_client::PeerClient;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::handle::ServerError;
 use super::hooks::{Fate, MessageFaults};
+use super::lessor::{LeaseQuery, LeaseResponse, LeaseStatus};
 use super::peer_codec::{decode_frame, encode_frame};
+use crate::mvcc::LeaseId;
 use crate::raft::{Message, NodeId};
 
 /// Per-peer queue of messages waiting for the connection.
@@ -37,6 +40,13 @@ pub enum TransportEvent {
     Received(Box<Message>),
     /// Messages to this peer were lost (queue full or connection broken).
     Unreachable(NodeId),
+    /// A follower forwarded a lease query to this member as the leader; answer
+    /// once this member has applied `applied_index`.
+    LeaseQuery {
+        query: LeaseQuery,
+        applied_index: u64,
+        reply: oneshot::Sender<Result<LeaseResponse, ServerError>>,
+    },
 }
 
 #[derive(Default, Debug)]
@@ -49,6 +59,7 @@ pub struct TransportCounters {
 
 struct Peer {
     queue: mpsc::Sender<Message>,
+    url: String,
 }
 
 /// The sending side, shared by the node loop.
@@ -88,14 +99,14 @@ impl Transport {
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
         let sender = PeerSender {
             peer,
-            url,
+            url: url.clone(),
             cluster_id: self.cluster_id,
             events: self.events.clone(),
             counters: Arc::clone(&self.counters),
             faults: self.faults.clone(),
         };
         tokio::spawn(sender.run(receiver));
-        self.lock_peers().insert(peer, Peer { queue });
+        self.lock_peers().insert(peer, Peer { queue, url });
     }
 
     /// Stops sending to `peer` (its sender task ends when its queue closes).
@@ -121,6 +132,65 @@ impl Transport {
         unreachable.dedup();
         for peer in unreachable {
             let _ = self.events.send(TransportEvent::Unreachable(peer));
+        }
+    }
+
+    /// Asks `leader` to answer a lease query (see `TransportEvent::LeaseQuery`),
+    /// within `timeout`. A failure is `LeaderChanged` (Unavailable: clients retry)
+    /// unless it ran out of time.
+    pub fn forward_lease(
+        &self,
+        leader: NodeId,
+        query: LeaseQuery,
+        applied_index: u64,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<LeaseResponse, ServerError>> + Send + 'static {
+        let url = self.lock_peers().get(&leader).map(|peer| peer.url.clone());
+        let (kind, lease_id, keys) = match query {
+            LeaseQuery::KeepAlive(id) => (braidpb::LeaseQueryKind::KeepAlive, id, false),
+            LeaseQuery::TimeToLive { id, keys } => (braidpb::LeaseQueryKind::TimeToLive, id, keys),
+        };
+        let request = braidpb::LeaseQuery {
+            from: self.local.0,
+            to: leader.0,
+            cluster_id: self.cluster_id,
+            kind: kind as i32,
+            lease_id: lease_id.0,
+            keys,
+            applied_index,
+        };
+        async move {
+            let Some(url) = url else {
+                return Err(ServerError::LeaderChanged);
+            };
+            let call = async {
+                let mut client = PeerClient::connect(url.clone())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                client
+                    .lease(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| status.message().to_string())
+            };
+            let answer = match tokio::time::timeout(timeout, call).await {
+                Err(_) => return Err(ServerError::Timeout),
+                Ok(Err(error)) => {
+                    eprintln!("braid: lease query to leader {:x} at {url} failed: {error}", leader.0);
+                    return Err(ServerError::LeaderChanged);
+                }
+                Ok(Ok(answer)) => answer,
+            };
+            Ok(match kind {
+                braidpb::LeaseQueryKind::KeepAlive => LeaseResponse::KeepAlive {
+                    ttl_seconds: if answer.found { answer.ttl_seconds } else { 0 },
+                },
+                _ => LeaseResponse::TimeToLive(answer.found.then_some(LeaseStatus {
+                    remaining_seconds: answer.ttl_seconds,
+                    granted_ttl_seconds: answer.granted_ttl_seconds,
+                    keys: answer.keys,
+                })),
+            })
         }
     }
 
@@ -302,5 +372,46 @@ impl braidpb::peer_server::Peer for PeerService {
             cluster_id: self.cluster_id,
             removed: false,
         }))
+    }
+
+    async fn lease(
+        &self,
+        request: tonic::Request<braidpb::LeaseQuery>,
+    ) -> Result<tonic::Response<braidpb::LeaseAnswer>, tonic::Status> {
+        let request = request.into_inner();
+        if request.cluster_id != self.cluster_id {
+            return Err(tonic::Status::failed_precondition("etcdserver: cluster ID mismatch"));
+        }
+        let id = LeaseId(request.lease_id);
+        let query = match braidpb::LeaseQueryKind::try_from(request.kind) {
+            Ok(braidpb::LeaseQueryKind::KeepAlive) => LeaseQuery::KeepAlive(id),
+            Ok(braidpb::LeaseQueryKind::TimeToLive) => LeaseQuery::TimeToLive { id, keys: request.keys },
+            _ => return Err(tonic::Status::invalid_argument("unknown lease query kind")),
+        };
+        let (reply, answer) = oneshot::channel();
+        let event = TransportEvent::LeaseQuery {
+            query,
+            applied_index: request.applied_index,
+            reply,
+        };
+        let stopped = || tonic::Status::unavailable("etcdserver: server stopped");
+        self.events.send(event).map_err(|_| stopped())?;
+        let answer = match answer.await.map_err(|_| stopped())? {
+            Ok(LeaseResponse::KeepAlive { ttl_seconds }) => braidpb::LeaseAnswer {
+                found: ttl_seconds > 0,
+                ttl_seconds,
+                ..Default::default()
+            },
+            Ok(LeaseResponse::TimeToLive(Some(status))) => braidpb::LeaseAnswer {
+                found: true,
+                ttl_seconds: status.remaining_seconds,
+                granted_ttl_seconds: status.granted_ttl_seconds,
+                keys: status.keys,
+            },
+            Ok(LeaseResponse::TimeToLive(None)) => braidpb::LeaseAnswer::default(),
+            Ok(other) => panic!("the node answered a forwarded lease query with {other:?}"),
+            Err(error) => return Err(tonic::Status::unavailable(error.to_string())),
+        };
+        Ok(tonic::Response::new(answer))
     }
 }

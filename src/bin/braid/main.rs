@@ -175,6 +175,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         wal: WalOptions::default(),
         page_size: 4096,
         seed: membership.id.0 ^ std::process::id() as u64,
+        lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
     };
     let started = node::start(options, dir, Arc::new(SystemClock::new()))
         .await
