@@ -47,6 +47,15 @@ use crate::wal::{WalError, WalOptions};
 /// etcd warns about an fdatasync slower than this.
 const SLOW_FSYNC: Duration = Duration::from_secs(1);
 
+/// Appends in flight to one follower. Small on purpose: while the window is
+/// full, new proposals wait in the leader's log and the next append carries
+/// them all, so a busy leader sends few large messages instead of one per
+/// round. With a window of 256 the simulation's 96 writers got one entry per
+/// append and ~440 writes per simulated second; with 4, ~2000. On loopback
+/// processes it kept throughput and halved p99 at 64 clients (3,333 → 3,759
+/// puts/s, p99 69 → 33 ms, 3 members, noisy shared machine).
+const INFLIGHT_APPENDS: usize = 4;
+
 /// The name of the state file inside the data directory.
 pub const STATE_FILE: &str = "state.db";
 
@@ -166,6 +175,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     config.pre_vote = options.pre_vote;
     config.check_quorum = true;
     config.seed = options.seed;
+    config.max_inflight_messages = INFLIGHT_APPENDS;
     let raft = Raft::new(config, persisted, options.initial_conf.clone());
 
     let (events, event_inbox) = mpsc::unbounded_channel();

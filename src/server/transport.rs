@@ -26,8 +26,13 @@ use crate::raft::{Message, NodeId};
 
 /// Per-peer queue of messages waiting for the connection.
 const PEER_QUEUE_MESSAGES: usize = 4096;
-/// Frames buffered inside one open stream.
-const STREAM_BUFFER_FRAMES: usize = 1024;
+/// Batches buffered inside one open stream. Kept small on purpose: while the
+/// stream is busy, messages wait in the peer queue, and the next batch takes
+/// all of them (backpressure turns into batching instead of queueing).
+const STREAM_BUFFER_BATCHES: usize = 2;
+/// Frames one batch carries at most (a batch holds what was queued when the
+/// sender got to it).
+const BATCH_FRAMES_MAX: u64 = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Snapshots travel inside one frame; allow them to be large.
@@ -231,9 +236,9 @@ impl PeerSender {
             let mut client = client
                 .max_decoding_message_size(FRAME_BYTES_MAX)
                 .max_encoding_message_size(FRAME_BYTES_MAX);
-            let (frames, frame_receiver) = mpsc::channel::<braidpb::Frame>(STREAM_BUFFER_FRAMES);
-            let stream = futures_util::stream::unfold(frame_receiver, |mut receiver| async move {
-                receiver.recv().await.map(|frame| (frame, receiver))
+            let (batches, batch_receiver) = mpsc::channel::<braidpb::FrameBatch>(STREAM_BUFFER_BATCHES);
+            let stream = futures_util::stream::unfold(batch_receiver, |mut receiver| async move {
+                receiver.recv().await.map(|batch| (batch, receiver))
             });
             let call = tokio::spawn(async move { client.send(stream).await });
             let mut next = Some(first);
@@ -242,19 +247,30 @@ impl PeerSender {
                 Some(message) => Some(message),
                 None => queue.recv().await,
             } {
-                let frame = encode_frame(self.cluster_id, &message);
-                let fate = self
-                    .faults
-                    .as_ref()
-                    .map_or(Fate::Deliver, |faults| faults.fate(&message));
-                if send_with_fate(&frames, frame, fate).await.is_err() {
+                // Everything already queued for this peer travels in one batch.
+                let mut batch = braidpb::FrameBatch::default();
+                let mut sent = 0u64;
+                let mut pending = Some(message);
+                while let Some(message) = pending.take() {
+                    let frame = encode_frame(self.cluster_id, &message);
+                    let fate = self
+                        .faults
+                        .as_ref()
+                        .map_or(Fate::Deliver, |faults| faults.fate(&message));
+                    add_with_fate(&mut batch, &batches, frame, fate);
+                    sent += 1;
+                    if sent < BATCH_FRAMES_MAX {
+                        pending = queue.try_recv().ok();
+                    }
+                }
+                if !batch.frames.is_empty() && batches.send(batch).await.is_err() {
                     broken = true;
                     break;
                 }
-                self.counters.sent_frames.fetch_add(1, Ordering::Relaxed);
+                self.counters.sent_frames.fetch_add(sent, Ordering::Relaxed);
                 backoff = BACKOFF_MIN;
             }
-            drop(frames);
+            drop(batches);
             if !broken {
                 return; // the queue closed: the peer was removed or we are stopping
             }
@@ -273,37 +289,38 @@ impl PeerSender {
     }
 }
 
-/// Puts `frame` on the stream as `fate` says (always `Deliver` in production).
-async fn send_with_fate(
-    frames: &mpsc::Sender<braidpb::Frame>,
+/// Adds `frame` to `batch` as `fate` says (always `Deliver` in production); a
+/// delayed frame travels later in a batch of its own.
+fn add_with_fate(
+    batch: &mut braidpb::FrameBatch,
+    batches: &mpsc::Sender<braidpb::FrameBatch>,
     frame: braidpb::Frame,
     fate: Fate,
-) -> Result<(), mpsc::error::SendError<braidpb::Frame>> {
+) {
     match fate {
-        Fate::Deliver => frames.send(frame).await,
-        Fate::Drop => Ok(()),
+        Fate::Deliver => batch.frames.push(frame),
+        Fate::Drop => {}
         Fate::Duplicate => {
-            frames.send(frame.clone()).await?;
-            frames.send(frame).await
+            batch.frames.push(frame.clone());
+            batch.frames.push(frame);
         }
         Fate::Corrupt => {
             let mut payload = frame.payload.to_vec();
             if let Some(byte) = payload.get_mut(frame.payload.len() / 2) {
                 *byte ^= 0x10;
             }
-            let corrupted = braidpb::Frame {
+            batch.frames.push(braidpb::Frame {
                 payload: Bytes::from(payload),
                 ..frame
-            };
-            frames.send(corrupted).await
+            });
         }
         Fate::Delay(delay) => {
-            let frames = frames.clone();
+            let batches = batches.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = frames.send(frame).await;
+                let late = braidpb::FrameBatch { frames: vec![frame] };
+                let _ = batches.send(late).await;
             });
-            Ok(())
         }
     }
 }
@@ -332,25 +349,27 @@ impl PeerService {
 impl braidpb::peer_server::Peer for PeerService {
     async fn send(
         &self,
-        request: tonic::Request<tonic::Streaming<braidpb::Frame>>,
+        request: tonic::Request<tonic::Streaming<braidpb::FrameBatch>>,
     ) -> Result<tonic::Response<braidpb::SendAck>, tonic::Status> {
         let mut stream = request.into_inner();
         let mut accepted = 0u64;
-        while let Some(frame) = stream.message().await? {
-            match decode_frame(self.cluster_id, self.local, frame) {
-                Ok(message) => {
-                    accepted += 1;
-                    self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-                    if self.events.send(TransportEvent::Received(Box::new(message))).is_err() {
-                        return Err(tonic::Status::unavailable("etcdserver: server stopped"));
+        while let Some(batch) = stream.message().await? {
+            for frame in batch.frames {
+                match decode_frame(self.cluster_id, self.local, frame) {
+                    Ok(message) => {
+                        accepted += 1;
+                        self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
+                        if self.events.send(TransportEvent::Received(Box::new(message))).is_err() {
+                            return Err(tonic::Status::unavailable("etcdserver: server stopped"));
+                        }
                     }
-                }
-                Err(error) => {
-                    // A corrupt or misaddressed frame is dropped; Raft recovers
-                    // from the loss. Keep the stream: one bad frame is not a
-                    // reason to drop the good ones behind it.
-                    self.counters.rejected_frames.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("braid: dropped a frame from a peer: {error}");
+                    Err(error) => {
+                        // A corrupt or misaddressed frame is dropped; Raft recovers
+                        // from the loss. Keep the stream: one bad frame is not a
+                        // reason to drop the good ones behind it.
+                        self.counters.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("braid: dropped a frame from a peer: {error}");
+                    }
                 }
             }
         }
