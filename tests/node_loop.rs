@@ -37,6 +37,7 @@ fn options(id: u64, members: &[u64], ports: &BTreeMap<u64, u16>) -> NodeOptions 
         page_size: 4096,
         seed: id,
         membership: MembershipOptions::default(),
+        lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
     }
 }
 

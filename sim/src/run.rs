@@ -117,13 +117,20 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
 
     let load_acknowledged = Arc::new(Mutex::new(Vec::new()));
     if load {
+        let load_urls = cluster.all_client_urls();
         let loader = runtime
             .create_node()
             .name("loader")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
             .build();
         for id in 0..LOAD_WRITERS {
-            let writer = run_load_writer(id, urls.clone(), rng.gen(), deadline, Arc::clone(&load_acknowledged));
+            let writer = run_load_writer(
+                id,
+                load_urls.clone(),
+                rng.gen(),
+                deadline,
+                Arc::clone(&load_acknowledged),
+            );
             clients.push(loader.spawn(writer));
         }
     }
@@ -292,7 +299,49 @@ async fn liveness(
             ));
         }
     }
-    Ok(())
+    converge(cluster, bound).await
+}
+
+/// Waits until every member has applied the same revision and reports the
+/// same HashKV there (their MVCC histories agree), or fails at `bound`.
+async fn converge(cluster: &Cluster, bound: tokio::time::Instant) -> Result<(), String> {
+    let mut last = String::new();
+    while tokio::time::Instant::now() < bound {
+        let handles: Vec<_> = cluster.members.keys().map(|id| (*id, cluster.handle(*id))).collect();
+        let revisions: Vec<i64> = handles
+            .iter()
+            .filter_map(|(_, handle)| handle.as_ref().map(|handle| handle.store().current_revision().0))
+            .collect();
+        let (Some(low), Some(high)) = (revisions.iter().min(), revisions.iter().max()) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if revisions.len() == handles.len() && low == high {
+            let hashes: Vec<(braid::raft::NodeId, Option<u32>)> = handles
+                .iter()
+                .map(|(id, handle)| {
+                    let hash = handle.as_ref().and_then(|handle| {
+                        handle
+                            .store()
+                            .hash_kv(braid::mvcc::Revision(*low))
+                            .ok()
+                            .map(|result| result.hash)
+                    });
+                    (*id, hash)
+                })
+                .collect();
+            if hashes.iter().all(|(_, hash)| hash.is_some() && *hash == hashes[0].1) {
+                return Ok(());
+            }
+            last = format!("HashKV at revision {low} differs: {hashes:?}");
+        } else {
+            last = format!("members are at revisions {revisions:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!(
+        "liveness: the members did not converge within {LIVENESS_BOUND:?}: {last}"
+    ))
 }
 
 /// Runs one seed in a fresh madsim runtime on the current thread, then checks

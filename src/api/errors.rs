@@ -12,6 +12,7 @@ use std::fmt;
 use tonic::{Code, Response, Status};
 
 use crate::mvcc::{BackendError, MvccError, StoreError};
+use crate::server::lessor::LeaseError;
 use crate::server::membership::MembershipError;
 use crate::server::ServerError;
 
@@ -394,6 +395,9 @@ impl From<ServerError> for ApiError {
             ServerError::TooManyRequests => EtcdError::TooManyRequests,
             ServerError::Mvcc(error) => return error.into(),
             ServerError::Membership(error) => return error.into(),
+            ServerError::Lease(LeaseError::NotFound) => EtcdError::LeaseNotFound,
+            ServerError::Lease(LeaseError::Exists) => EtcdError::LeaseExists,
+            ServerError::Lease(LeaseError::TtlTooLarge) => EtcdError::LeaseTtlTooLarge,
             ServerError::Storage(cause) => return ApiError::StorageFailure(cause),
         };
         ApiError::Etcd(etcd)
@@ -630,6 +634,21 @@ mod tests {
                 ServerError::Membership(MembershipError::LearnerNotReady),
                 Code::FailedPrecondition,
                 "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            (
+                ServerError::Lease(LeaseError::NotFound),
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                ServerError::Lease(LeaseError::Exists),
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                ServerError::Lease(LeaseError::TtlTooLarge),
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
             ),
         ];
         for (error, code, message) in cases {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::lessor::{LeaseError, LeaseRequest, LeaseResponse};
 use super::membership::{Member, MemberAnswer, MemberRequest, MembershipError};
 use super::metrics::NodeMetrics;
 use crate::mvcc::{Backend, MvccError, MvccStore, WriteRequest, WriteResponse};
@@ -39,6 +40,9 @@ pub enum ServerError {
     /// A membership request refused before it was proposed (etcd's member errors).
     #[error("{0}")]
     Membership(MembershipError),
+    /// A lease request failed (`requested lease not found`, `lease already exists`, `too large lease TTL`).
+    #[error("{0}")]
+    Lease(LeaseError),
     /// The storage failed; the node is stopping (fail-stop).
     #[error("etcdserver: storage failure: {0}")]
     Storage(String),
@@ -87,6 +91,10 @@ pub enum Request {
     Member {
         request: MemberRequest,
         reply: oneshot::Sender<Result<MemberAnswer, ServerError>>,
+    },
+    Lease {
+        request: LeaseRequest,
+        reply: oneshot::Sender<Result<(LeaseResponse, Header), ServerError>>,
     },
 }
 
@@ -186,6 +194,18 @@ impl<B: Backend> NodeHandle<B> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Write { request, reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)?
+    }
+
+    /// Serves a lease request: grants and revokes go through Raft; keepalives
+    /// and time-to-live queries are answered by the leader (a follower
+    /// forwards them); the lease list is this member's.
+    pub async fn lease(&self, request: LeaseRequest) -> Result<(LeaseResponse, Header), ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Lease { request, reply })
             .await
             .map_err(|_| ServerError::Stopped)?;
         answer.await.map_err(|_| ServerError::Stopped)?

@@ -5,6 +5,7 @@ pub mod hooks;
 pub mod identity;
 mod incarnation;
 pub mod join;
+pub mod lessor;
 mod log_store;
 pub mod membership;
 pub mod metrics;

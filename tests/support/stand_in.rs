@@ -90,6 +90,10 @@ pub async fn start_stand_in_with(max_request_bytes: usize, limits: ApiLimits, co
                 NodeRequest::Member { reply, .. } => {
                     let _ = reply.send(Err(ServerError::Stopped));
                 }
+                // Leases have their own tests (tests/api_lease.rs) against a real node.
+                NodeRequest::Lease { reply, .. } => {
+                    let _ = reply.send(Err(ServerError::Stopped));
+                }
                 NodeRequest::LinearizableRead { reply } => {
                     loop_barriers.fetch_add(1, Ordering::SeqCst);
                     let _ = reply.send(match loop_barrier_failure.lock().unwrap().clone() {

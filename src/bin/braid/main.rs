@@ -257,6 +257,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             cluster_token: config.initial_cluster_token.clone(),
             strict_reconfig_check: config.strict_reconfig_check,
         },
+        lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
     };
     let started = match node::start(options, dir.clone(), Arc::new(SystemClock::new())).await {
         Ok(started) => started,
