@@ -13,6 +13,7 @@ use braid_proto::etcdserverpb::maintenance_server::Maintenance;
 
 use crate::api::convert::response_header;
 use crate::api::errors::{not_implemented, respond, ApiError, EtcdError};
+use crate::api::snapshot::SnapshotChunks;
 use crate::api::version::SERVER_VERSION;
 use crate::api::{check_access, LearnerAccess};
 use crate::mvcc::{Backend, Revision};
@@ -136,8 +137,13 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
 
     type SnapshotStream = BoxStream<pb::SnapshotResponse>;
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        not_implemented("Maintenance.Snapshot")
+    /// etcd serves snapshots on learners too (`isRPCSupportedForLearner`).
+    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        check_access(&self.node, request.metadata(), LearnerAccess::Allowed)?;
+        let header = response_header(self.node.header());
+        let image = self.node.store().backend().image().map_err(ApiError::from)?;
+        let chunks = SnapshotChunks::new(image, header)?;
+        Ok(Response::new(chunks.into_stream()))
     }
 
     async fn move_leader(

@@ -15,6 +15,7 @@ pub mod errors;
 pub mod health;
 pub mod kv;
 pub mod maintenance;
+pub mod snapshot;
 pub mod unimplemented;
 pub mod version;
 pub mod watch;
