@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod node;
 pub mod peer_codec;
 pub mod proposal;
+pub mod snapshot_file;
 pub mod transport;
 
 pub use handle::{Header, MemberStatus, NodeHandle, Request, ServerError};

@@ -5,6 +5,7 @@
 //! on the peer URLs.
 
 mod http;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -21,8 +22,16 @@ use braid::server::node::{self, NodeOptions};
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
 
+/// The state file's page size.
+const PAGE_SIZE: usize = 4096;
+/// braid's files live in this directory inside `--data-dir`.
+const STORAGE_DIR: &str = "braid";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|command| command == "snapshot") {
+        return snapshot::main(&args[1..]);
+    }
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let (config, warnings) = match config::parse_command(&args, &env) {
         Ok(Command::Run(config, warnings)) => (config, warnings),
@@ -141,7 +150,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         eprintln!("braid: warning: {setting} is accepted for compatibility but not supported; ignoring it");
     }
     check_not_etcd_data_dir(&config.data_dir)?;
-    let storage_path = config.data_dir.join("braid");
+    let storage_path = config.data_dir.join(STORAGE_DIR);
     let fresh = !storage_path.exists();
     let membership = membership(&config, fresh)?;
     std::fs::create_dir_all(&storage_path)
@@ -173,7 +182,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         max_request_bytes: config.max_request_bytes as usize,
         request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
         wal: WalOptions::default(),
-        page_size: 4096,
+        page_size: PAGE_SIZE,
         seed: membership.id.0 ^ std::process::id() as u64,
     };
     let started = node::start(options, dir, Arc::new(SystemClock::new()))
