@@ -633,9 +633,9 @@ async fn services_not_built_yet_say_unimplemented() {
     let grant = lease.lease_grant(pb::LeaseGrantRequest { ttl: 5, id: 0 }).await;
     let grant_text = "braid: Lease.LeaseGrant is not implemented yet";
     assert_status(grant, Code::Unimplemented, grant_text);
-    let defragment = node.maintenance.defragment(pb::DefragmentRequest {}).await;
-    let defragment_text = "braid: Maintenance.Defragment is not implemented yet";
-    assert_status(defragment, Code::Unimplemented, defragment_text);
+    let downgrade = node.maintenance.downgrade(pb::DowngradeRequest::default()).await;
+    let downgrade_text = "braid: Maintenance.Downgrade is not implemented yet";
+    assert_status(downgrade, Code::Unimplemented, downgrade_text);
 
     let mut health = HealthClient::new(node.channel.clone());
     for service in ["", "etcdserverpb.KV"] {

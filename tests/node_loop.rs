@@ -36,6 +36,7 @@ fn options(id: u64, members: &[u64], ports: &BTreeMap<u64, u16>) -> NodeOptions 
         wal: WalOptions::default(),
         page_size: 4096,
         seed: id,
+        maintenance: Default::default(),
     }
 }
 

@@ -81,6 +81,7 @@ impl Cluster {
                 wal: WalOptions::default(),
                 page_size: 4096,
                 seed: seed ^ id.0,
+                maintenance: Default::default(),
             };
             let node_disk = disk.clone();
             let node_clock = clock.clone();

@@ -386,6 +386,11 @@ impl From<ServerError> for ApiError {
             ServerError::Stopped => EtcdError::Stopped,
             ServerError::TooLarge => EtcdError::RequestTooLarge,
             ServerError::TooManyRequests => EtcdError::TooManyRequests,
+            ServerError::NoSpace => EtcdError::NoSpace,
+            ServerError::Corrupt => EtcdError::Corrupt,
+            ServerError::NotLeader => EtcdError::NotLeader,
+            ServerError::BadLeaderTransferee => EtcdError::BadLeaderTransferee,
+            ServerError::LeaderTransferTimeout => EtcdError::LeaderTransferTimeout,
             ServerError::Mvcc(error) => return error.into(),
             ServerError::Storage(cause) => return ApiError::StorageFailure(cause),
         };
@@ -596,6 +601,27 @@ mod tests {
                 ServerError::Mvcc(MvccError::Compacted),
                 Code::OutOfRange,
                 "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                ServerError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (ServerError::Corrupt, Code::DataLoss, "etcdserver: corrupt cluster"),
+            (
+                ServerError::NotLeader,
+                Code::FailedPrecondition,
+                "etcdserver: not leader",
+            ),
+            (
+                ServerError::BadLeaderTransferee,
+                Code::FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
+            (
+                ServerError::LeaderTransferTimeout,
+                Code::Unknown,
+                "etcdserver: request timed out, leader transfer took too long",
             ),
             (
                 ServerError::Storage("fsync failed".to_string()),

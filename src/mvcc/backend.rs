@@ -47,6 +47,8 @@ pub enum Bucket {
     Lease,
     Auth,
     Membership,
+    /// Active alarms (member id, alarm type): `server::alarms`.
+    Alarm,
 }
 
 impl Bucket {
@@ -57,6 +59,7 @@ impl Bucket {
             Bucket::Lease => b'l',
             Bucket::Auth => b'a',
             Bucket::Membership => b'c',
+            Bucket::Alarm => b'w',
         }
     }
 

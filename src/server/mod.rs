@@ -1,9 +1,12 @@
 //! The node: composes raft, wal and mvcc over io, and decides ordering.
+pub mod alarms;
+pub mod auto_compaction;
 pub mod cluster;
 mod handle;
 pub mod hooks;
 mod incarnation;
 mod log_store;
+pub mod maintenance;
 pub mod metrics;
 pub mod node;
 pub mod peer_codec;
@@ -11,4 +14,6 @@ pub mod proposal;
 pub mod snapshot_file;
 pub mod transport;
 
-pub use handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
+pub use handle::{Applied, Header, MemberStatus, NodeHandle, Request, ServerError};
+pub use maintenance::{AutoCompactionPolicy, MaintenanceOptions};
+pub use proposal::Command;

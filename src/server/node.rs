@@ -24,17 +24,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
+use super::alarms::AlarmSet;
+use super::handle::{Applied, Header, MemberStatus, NodeHandle, Request, ServerError};
 use super::hooks::{self, AppliedEntry, NodeHooks, NodeObserver, Progress};
 use super::incarnation;
 use super::log_store::LogStore;
+use super::maintenance::{prepare_command, LeaderTransfers, MaintenanceOptions};
 use super::proposal::{self, Proposal};
 use super::transport::{PeerService, Transport, TransportEvent};
 use crate::btree::{BTree, BTreeOptions};
 use crate::io::{Clock, Dir};
 use crate::mvcc::{
-    ApplyEntry, ApplyOutcome, BTreeBackend, ConsistentIndex, MvccConfig, MvccStore, WriteBatch, WriteRequest,
-    WriteResponse,
+    ApplyEntry, ApplyOutcome, BTreeBackend, ConsistentIndex, MvccConfig, MvccStore, WriteRequest, WriteResponse,
 };
 use crate::raft::{self, ConfState, EntryKind, Index, NodeId, Raft, RaftError, Ready, Role};
 use crate::wal::{WalError, WalOptions};
@@ -66,6 +67,8 @@ pub struct NodeOptions {
     pub page_size: usize,
     /// Seeds election jitter.
     pub seed: u64,
+    /// Quota and auto compaction (`server::maintenance`).
+    pub maintenance: MaintenanceOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +170,12 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     }
     let peer_service = PeerService::new(&transport);
     let (handle, requests) = NodeHandle::new(store.clone(), options.id, options.cluster_id, options.max_request_bytes);
+    // Maintenance (alarms, quota, auto compaction): `server::maintenance`.
+    let alarms = AlarmSet::load(&crate::mvcc::Backend::read(store.backend()))
+        .map_err(|error| NodeError::State(error.to_string()))?;
+    handle.publish_alarms(alarms.clone());
+    handle.set_quota_backend_bytes(options.maintenance.quota_backend_bytes);
+    super::auto_compaction::spawn(handle.clone(), Arc::clone(&clock), options.maintenance.auto_compaction);
     // Request ids and read contexts never repeat across restarts (see `incarnation`).
     let first_request_id = incarnation::first_id(incarnation);
     if let Some(observer) = &hooks.observer {
@@ -193,6 +202,8 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         bugs,
         readies: 0,
         observer: hooks.observer,
+        alarms,
+        transfers: LeaderTransfers::default(),
     };
     let task = tokio::spawn(node.run(requests, event_inbox));
     Ok(Started {
@@ -234,7 +245,7 @@ impl PlantedBugs {
     }
 }
 
-type WriteReply = oneshot::Sender<Result<(WriteResponse, Header), ServerError>>;
+type WriteReply = oneshot::Sender<Result<(Applied, Header), ServerError>>;
 type ReadReply = oneshot::Sender<Result<(), ServerError>>;
 
 struct PendingWrite {
@@ -275,6 +286,9 @@ struct NodeLoop<D: Dir, C: Clock> {
     bugs: PlantedBugs,
     readies: u64,
     observer: Option<Arc<dyn NodeObserver>>,
+    /// Alarms as of the last applied entry (`server::alarms`).
+    alarms: AlarmSet,
+    transfers: LeaderTransfers,
 }
 
 enum Event {
@@ -324,6 +338,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 self.handle_ready(ready).await?;
             }
             self.publish();
+            self.transfers.observe(self.raft.leader(), self.clock.monotonic_ns());
         }
     }
 
@@ -349,6 +364,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 let _ = reply.send(Ok(()));
             }
             Request::LinearizableRead { reply } => self.waiting_reads.push(PendingRead { reply, deadline_ns }),
+            Request::MoveLeader { target, reply } => self.transfers.start(&mut self.raft, target, deadline_ns, reply),
         }
     }
 
@@ -481,28 +497,34 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     async fn apply(&mut self, entries: &[raft::Entry]) -> Result<(), NodeError> {
         let mut batch = Vec::with_capacity(entries.len());
         let mut origins = Vec::with_capacity(entries.len());
+        let applied_before = self.store.consistent_index().index;
         for entry in entries {
             let position = ConsistentIndex {
                 index: entry.index.0,
                 term: entry.term.0,
             };
-            let (request, origin) = match entry.kind {
+            let (prepared, origin) = match entry.kind {
                 EntryKind::Normal if !entry.data.is_empty() => {
                     let decoded = proposal::decode(entry.data.clone()).map_err(|error| NodeError::CorruptEntry {
                         index: entry.index.0,
                         reason: error.to_string(),
                     })?;
-                    (decoded.request, Some((decoded.origin, decoded.id)))
+                    let already_applied = entry.index.0 <= applied_before;
+                    let prepared = prepare_command(&mut self.alarms, decoded.request, already_applied);
+                    (prepared, Some((decoded.origin, decoded.id)))
                 }
                 // Leader no-ops and membership changes only advance the applied index.
-                _ => (WriteRequest::Noop, None),
+                _ => (
+                    prepare_command(&mut self.alarms, proposal::Command::Write(WriteRequest::Noop), false),
+                    None,
+                ),
             };
             batch.push(ApplyEntry {
                 position,
-                request,
-                extra: WriteBatch::new(),
+                request: prepared.request,
+                extra: prepared.extra,
             });
-            origins.push(origin);
+            origins.push((origin, prepared.answer));
         }
         let outcomes = self
             .store
@@ -512,7 +534,8 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         if let Some(observer) = &self.observer {
             report_applied(observer.as_ref(), self.options.id, entries, &outcomes);
         }
-        for (outcome, origin) in outcomes.into_iter().zip(origins) {
+        self.handle.publish_alarms(self.alarms.clone());
+        for (outcome, (origin, decided)) in outcomes.into_iter().zip(origins) {
             let Some((origin, id)) = origin else { continue };
             if origin != self.options.id.0 {
                 continue;
@@ -520,15 +543,16 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             let Some(write) = self.pending_writes.remove(&id) else {
                 continue;
             };
-            let answer = match outcome {
-                ApplyOutcome::Applied(Ok(response)) => {
+            let answer = match (outcome, decided) {
+                // Applied before a restart: its client is long gone.
+                (ApplyOutcome::AlreadyApplied { .. }, _) => continue,
+                (_, Some(decided)) => decided.map(|applied| (applied, self.header())),
+                (ApplyOutcome::Applied(Ok(response)), None) => {
                     let mut header = self.header();
                     header.revision = response_revision(&response).unwrap_or(header.revision);
-                    Ok((response, header))
+                    Ok((Applied::Write(response), header))
                 }
-                ApplyOutcome::Applied(Err(error)) => Err(ServerError::Mvcc(error)),
-                // Applied before a restart: its client is long gone.
-                ApplyOutcome::AlreadyApplied { .. } => continue,
+                (ApplyOutcome::Applied(Err(error)), None) => Err(ServerError::Mvcc(error)),
             };
             let _ = write.reply.send(answer);
         }

@@ -1,7 +1,8 @@
 //! The bytes a client write becomes inside a Raft entry.
 //!
 //! Layout (all integers big-endian): `[version u8 = 1][origin member u64]
-//! [request id u64][request]`. The origin and id let the member that proposed
+//! [request id u64][command]`, where a command is an mvcc write (kinds 1-6) or
+//! an alarm change (kind 7: `[action u8][member u64][alarm u8]`). The origin and id let the member that proposed
 //! the entry find the waiting client when it applies it; every other member
 //! applies it the same way and answers nobody. The request encoding is braid's
 //! own (not protobuf) so the server stays free of wire types, and it is the
@@ -16,6 +17,7 @@ use crate::mvcc::{
     CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, LeaseId, PutRequest, RangeRequest,
     RequestOp, Revision, SortOrder, SortTarget, TxnRequest, WriteRequest,
 };
+use crate::server::alarms::{AlarmAction, AlarmChange, AlarmKind, AlarmMember};
 
 const VERSION: u8 = 1;
 
@@ -24,8 +26,19 @@ const VERSION: u8 = 1;
 pub struct Proposal {
     pub origin: u64,
     pub id: u64,
-    pub request: WriteRequest,
+    pub request: Command,
 }
+
+/// What a committed entry asks the state machine to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A client write, applied by mvcc.
+    Write(WriteRequest),
+    /// Maintenance.Alarm ACTIVATE / DEACTIVATE (`server::alarms`).
+    Alarm(AlarmChange),
+}
+
+const ALARM_KIND: u8 = 7;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed proposal: {0}")]
@@ -36,7 +49,18 @@ pub fn encode(proposal: &Proposal) -> Bytes {
     buffer.put_u8(VERSION);
     buffer.put_u64(proposal.origin);
     buffer.put_u64(proposal.id);
-    put_write(&mut buffer, &proposal.request);
+    match &proposal.request {
+        Command::Write(request) => put_write(&mut buffer, request),
+        Command::Alarm(change) => {
+            buffer.put_u8(ALARM_KIND);
+            buffer.put_u8(match change.action {
+                AlarmAction::Activate => 1,
+                AlarmAction::Deactivate => 2,
+            });
+            buffer.put_u64(change.member.member_id);
+            buffer.put_u8(change.member.alarm.number() as u8);
+        }
+    }
     buffer.freeze()
 }
 
@@ -47,7 +71,12 @@ pub fn decode(mut data: Bytes) -> Result<Proposal, DecodeError> {
     }
     let origin = take_u64(&mut data)?;
     let id = take_u64(&mut data)?;
-    let request = take_write(&mut data, 0)?;
+    let request = if data.first() == Some(&ALARM_KIND) {
+        data.advance(1);
+        Command::Alarm(take_alarm(&mut data)?)
+    } else {
+        Command::Write(take_write(&mut data, 0)?)
+    };
     if data.has_remaining() {
         return Err(DecodeError("trailing bytes"));
     }
@@ -251,6 +280,20 @@ fn take_count(data: &mut Bytes) -> Result<usize, DecodeError> {
     Ok(count)
 }
 
+fn take_alarm(data: &mut Bytes) -> Result<AlarmChange, DecodeError> {
+    let action = match take_u8(data)? {
+        1 => AlarmAction::Activate,
+        2 => AlarmAction::Deactivate,
+        _ => return Err(DecodeError("bad alarm action")),
+    };
+    let member_id = take_u64(data)?;
+    let alarm = AlarmKind::from_number(i32::from(take_u8(data)?)).ok_or(DecodeError("bad alarm type"))?;
+    Ok(AlarmChange {
+        action,
+        member: AlarmMember { member_id, alarm },
+    })
+}
+
 fn take_write(data: &mut Bytes, depth: usize) -> Result<WriteRequest, DecodeError> {
     Ok(match take_u8(data)? {
         1 => WriteRequest::Put(take_put(data)?),
@@ -433,7 +476,23 @@ mod tests {
             WriteRequest::RevokeLease(LeaseId(5)),
             WriteRequest::Noop,
         ];
-        for (id, request) in requests.into_iter().enumerate() {
+        let alarms = [
+            (AlarmAction::Activate, AlarmKind::NoSpace),
+            (AlarmAction::Deactivate, AlarmKind::NoSpace),
+            (AlarmAction::Activate, AlarmKind::Corrupt),
+            (AlarmAction::Deactivate, AlarmKind::Corrupt),
+        ]
+        .map(|(action, alarm)| {
+            Command::Alarm(AlarmChange {
+                action,
+                member: AlarmMember {
+                    member_id: 0x8e9e_05c5_2164_694d,
+                    alarm,
+                },
+            })
+        });
+        let commands = requests.into_iter().map(Command::Write).chain(alarms);
+        for (id, request) in commands.enumerate() {
             let proposal = Proposal {
                 origin: 0x1234,
                 id: id as u64,
@@ -448,8 +507,30 @@ mod tests {
         let full = encode(&Proposal {
             origin: 1,
             id: 2,
-            request: WriteRequest::Txn(sample_txn()),
+            request: Command::Write(WriteRequest::Txn(sample_txn())),
         });
+        let alarm = encode(&Proposal {
+            origin: 1,
+            id: 3,
+            request: Command::Alarm(AlarmChange {
+                action: AlarmAction::Activate,
+                member: AlarmMember {
+                    member_id: 9,
+                    alarm: AlarmKind::NoSpace,
+                },
+            }),
+        });
+        for cut in 0..alarm.len() {
+            assert!(
+                decode(alarm.slice(..cut)).is_err(),
+                "an alarm proposal cut at {cut} decoded"
+            );
+        }
+        for (position, value) in [(18, 0u8), (18, 3), (27, 0), (27, 3)] {
+            let mut bad = alarm.to_vec();
+            bad[position] = value;
+            assert!(decode(Bytes::from(bad)).is_err(), "byte {position} = {value} decoded");
+        }
         for cut in 0..full.len() {
             assert!(decode(full.slice(..cut)).is_err(), "a proposal cut at {cut} decoded");
         }

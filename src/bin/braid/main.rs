@@ -14,11 +14,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid::config::{self, ClusterState, Command, ServerConfig, Url};
+use braid::config::{self, AutoCompaction, ClusterState, Command, ServerConfig, Url};
 use braid::io::{DevicePreference, OsDir, SystemClock};
 use braid::raft::{ConfState, NodeId};
 use braid::server::cluster::{cluster_id, member_id};
 use braid::server::node::{self, NodeOptions};
+use braid::server::{AutoCompactionPolicy, MaintenanceOptions};
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
 
@@ -184,6 +185,14 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         wal: WalOptions::default(),
         page_size: PAGE_SIZE,
         seed: membership.id.0 ^ std::process::id() as u64,
+        maintenance: MaintenanceOptions {
+            quota_backend_bytes: config.quota_backend_bytes_effective(),
+            auto_compaction: match config.auto_compaction().map_err(|error| error.message)? {
+                AutoCompaction::Disabled => AutoCompactionPolicy::Disabled,
+                AutoCompaction::Periodic(window) => AutoCompactionPolicy::Periodic(window),
+                AutoCompaction::Revision(count) => AutoCompactionPolicy::Revision(count),
+            },
+        },
     };
     let started = node::start(options, dir, Arc::new(SystemClock::new()))
         .await
