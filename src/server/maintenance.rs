@@ -172,21 +172,17 @@ pub(crate) fn prepare_command(alarms: &mut AlarmSet, command: Command, already_a
     }
 }
 
-/// MoveLeader requests waiting for their transferee to lead.
+type TransferReply = oneshot::Sender<Result<(), ServerError>>;
+
+/// MoveLeader requests waiting for their transferee to lead: (target, deadline, reply).
 #[derive(Default)]
 pub(crate) struct LeaderTransfers {
-    waiting: Vec<(NodeId, u64, oneshot::Sender<Result<(), ServerError>>)>,
+    waiting: Vec<(NodeId, u64, TransferReply)>,
 }
 
 impl LeaderTransfers {
     /// Starts a transfer (etcd's checks: only the leader moves leadership, only to a voter).
-    pub(crate) fn start(
-        &mut self,
-        raft: &mut Raft,
-        target: NodeId,
-        deadline_ns: u64,
-        reply: oneshot::Sender<Result<(), ServerError>>,
-    ) {
+    pub(crate) fn start(&mut self, raft: &mut Raft, target: NodeId, deadline_ns: u64, reply: TransferReply) {
         if raft.role() != Role::Leader {
             let _ = reply.send(Err(ServerError::NotLeader));
             return;
