@@ -12,9 +12,9 @@ use braid::api::ApiLimits;
 use braid::mvcc::MemBackend;
 use braid::server::{MemberStatus, NodeHandle, ServerError};
 use braid_proto::etcdserverpb as pb;
+use braid_proto::etcdserverpb::cluster_client::ClusterClient;
 use braid_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use braid_proto::etcdserverpb::kv_client::KvClient;
-use braid_proto::etcdserverpb::lease_client::LeaseClient;
 use braid_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use braid_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use braid_proto::etcdserverpb::{request_op, response_op};
@@ -629,10 +629,10 @@ async fn node_failures_reach_the_client_as_etcd_errors() {
 #[tokio::test]
 async fn services_not_built_yet_say_unimplemented() {
     let mut node = start_default().await;
-    let mut lease = LeaseClient::new(node.channel.clone());
-    let grant = lease.lease_grant(pb::LeaseGrantRequest { ttl: 5, id: 0 }).await;
-    let grant_text = "braid: Lease.LeaseGrant is not implemented yet";
-    assert_status(grant, Code::Unimplemented, grant_text);
+    let mut cluster = ClusterClient::new(node.channel.clone());
+    let members = cluster.member_list(pb::MemberListRequest::default()).await;
+    let members_text = "braid: Cluster.MemberList is not implemented yet";
+    assert_status(members, Code::Unimplemented, members_text);
     let downgrade = node.maintenance.downgrade(pb::DowngradeRequest::default()).await;
     let downgrade_text = "braid: Maintenance.Downgrade is not implemented yet";
     assert_status(downgrade, Code::Unimplemented, downgrade_text);

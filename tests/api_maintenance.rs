@@ -181,6 +181,7 @@ async fn nospace_alarm_refuses_puts_until_disarmed_and_survives_a_restart() {
     let mut server = start_braid("nospace", &["--quota-backend-bytes=150000"]);
     let mut client = connect(&server).await;
     let member_id = client.status().await.unwrap().header().unwrap().member_id();
+    let lease = client.lease_grant(60, None).await.unwrap().id();
     let value = "x".repeat(3000);
     let mut refused = None;
     for index in 0..200 {
@@ -213,6 +214,10 @@ async fn nospace_alarm_refuses_puts_until_disarmed_and_survives_a_restart() {
     assert_eq!(grpc_status(client.txn(txn).await.unwrap_err()), space_exceeded);
     let txn = Txn::new().and_then([TxnOp::delete("big-4", None)]);
     assert!(client.txn(txn).await.unwrap().succeeded());
+    // Leases as in etcd: a grant is refused, a revoke (which frees space) is not.
+    let error = client.lease_grant(60, None).await.unwrap_err();
+    assert_eq!(grpc_status(error), space_exceeded);
+    client.lease_revoke(lease).await.unwrap();
     assert_eq!(client.get("big-0", None).await.unwrap().kvs().len(), 1);
     let deleted = client.delete("big-3", None).await.unwrap();
     let revision = deleted.header().unwrap().revision();
@@ -240,6 +245,7 @@ async fn nospace_alarm_refuses_puts_until_disarmed_and_survives_a_restart() {
     let alarms = client.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();
     assert!(alarms.alarms().is_empty());
     client.put("small", "1", None).await.unwrap();
+    client.lease_grant(60, None).await.unwrap();
     assert!(client.status().await.unwrap().errors().is_empty());
 }
 

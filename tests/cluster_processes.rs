@@ -11,9 +11,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::process::{etcdctl, require_tool, start_cluster, Server, ETCDCTL};
-
-const BRAID: &str = env!("CARGO_BIN_EXE_braid");
+use support::process::{etcdctl, require_tool, start_cluster, Server, BRAID, ETCDCTL};
 
 struct Cluster {
     members: Vec<Server>,

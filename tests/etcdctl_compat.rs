@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::process::{etcdctl, etcdctl_command, free_port, require_tool, temp_dir, Server, ETCD, ETCDCTL};
+use support::process::{etcdctl, etcdctl_command, require_tool, Server, ETCD, ETCDCTL};
 
 /// One etcdctl invocation: arguments and optional stdin.
 struct Step {
@@ -144,16 +144,7 @@ fn run_script(server: &Server) -> Vec<String> {
 }
 
 fn start(program: &str, label: &str) -> Server {
-    let (client, peer) = (free_port(), free_port());
-    let data_dir = temp_dir(label);
-    let args = Server::member_args(
-        "default",
-        &data_dir,
-        client,
-        peer,
-        &format!("default=http://127.0.0.1:{peer}"),
-    );
-    let server = Server::start(program, label, client, peer, args);
+    let server = Server::start_single(program, label);
     server.wait_ready(Duration::from_secs(20));
     server
 }

@@ -20,6 +20,18 @@ use crate::observer::Invariants;
 
 pub const PEER_PORT: u16 = 2380;
 pub const CLIENT_PORT: u16 = 2379;
+/// Client URLs each member listens on (ports `CLIENT_PORT..`), as etcd's
+/// `--listen-client-urls` allows several. madsim-tonic's server takes one
+/// request at a time per listener and delivers each stream message after at
+/// least a millisecond, so one listener caps a member near 1000 requests per
+/// simulated second; the load writers spread over these to reach the
+/// design's load.
+pub const CLIENT_LISTENERS: u16 = 16;
+
+/// The client ports: `CLIENT_PORT`, then more above the peer port.
+fn client_ports() -> impl Iterator<Item = u16> {
+    std::iter::once(CLIENT_PORT).chain(3001..3000 + CLIENT_LISTENERS)
+}
 
 pub type Handle = NodeHandle<Backend<MemDir>>;
 
@@ -82,6 +94,7 @@ impl Cluster {
                 page_size: 4096,
                 seed: seed ^ id.0,
                 maintenance: Default::default(),
+                lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
             };
             let node_disk = disk.clone();
             let node_clock = clock.clone();
@@ -110,15 +123,17 @@ impl Cluster {
                                 .await;
                         });
                         // The client API, exactly as the binary mounts it.
-                        let mut builder = tonic::transport::Server::builder();
-                        let api =
-                            braid::add_api_services!(builder, started.handle.clone(), braid::api::ApiLimits::default());
-                        let client_address = SocketAddr::new(ip, CLIENT_PORT);
-                        tokio::spawn(async move {
-                            if let Err(error) = api.serve(client_address).await {
-                                eprintln!("client API on {client_address} stopped: {error}");
-                            }
-                        });
+                        for port in client_ports() {
+                            let mut builder = tonic::transport::Server::builder();
+                            let limits = braid::api::ApiLimits::default();
+                            let api = braid::add_api_services!(builder, started.handle.clone(), limits);
+                            let client_address = SocketAddr::new(ip, port);
+                            tokio::spawn(async move {
+                                if let Err(error) = api.serve(client_address).await {
+                                    eprintln!("client API on {client_address} stopped: {error}");
+                                }
+                            });
+                        }
                         let _ = started.task.await;
                     }
                 })
@@ -171,6 +186,17 @@ impl Cluster {
 
     pub fn client_url(&self, id: NodeId) -> String {
         format!("http://{}:{CLIENT_PORT}", self.members[&id].ip)
+    }
+
+    /// Every client URL of every member.
+    pub fn all_client_urls(&self) -> Vec<String> {
+        let mut urls = Vec::new();
+        for member in self.members.values() {
+            for port in client_ports() {
+                urls.push(format!("http://{}:{port}", member.ip));
+            }
+        }
+        urls
     }
 
     pub fn isolate(&self, id: NodeId) {

@@ -117,13 +117,20 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
 
     let load_acknowledged = Arc::new(Mutex::new(Vec::new()));
     if load {
+        let load_urls = cluster.all_client_urls();
         let loader = runtime
             .create_node()
             .name("loader")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 3, 1)))
             .build();
         for id in 0..LOAD_WRITERS {
-            let writer = run_load_writer(id, urls.clone(), rng.gen(), deadline, Arc::clone(&load_acknowledged));
+            let writer = run_load_writer(
+                id,
+                load_urls.clone(),
+                rng.gen(),
+                deadline,
+                Arc::clone(&load_acknowledged),
+            );
             clients.push(loader.spawn(writer));
         }
     }

@@ -120,7 +120,7 @@ async fn load_writers_reach_the_design_load_and_lose_nothing() {
     let seed = madsim::runtime::Handle::current().seed();
     let cluster = Cluster::start(3, seed);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
+    let urls = cluster.all_client_urls();
     let loader = madsim::runtime::Handle::current()
         .create_node()
         .name("loader")

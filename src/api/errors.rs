@@ -12,6 +12,7 @@ use std::fmt;
 use tonic::{Code, Response, Status};
 
 use crate::mvcc::{BackendError, MvccError, StoreError};
+use crate::server::lessor::LeaseError;
 use crate::server::ServerError;
 
 /// Every error of etcd's `rpctypes/error.go` (v3.5.33, in its order), then the other
@@ -392,6 +393,9 @@ impl From<ServerError> for ApiError {
             ServerError::BadLeaderTransferee => EtcdError::BadLeaderTransferee,
             ServerError::LeaderTransferTimeout => EtcdError::LeaderTransferTimeout,
             ServerError::Mvcc(error) => return error.into(),
+            ServerError::Lease(LeaseError::NotFound) => EtcdError::LeaseNotFound,
+            ServerError::Lease(LeaseError::Exists) => EtcdError::LeaseExists,
+            ServerError::Lease(LeaseError::TtlTooLarge) => EtcdError::LeaseTtlTooLarge,
             ServerError::Storage(cause) => return ApiError::StorageFailure(cause),
         };
         ApiError::Etcd(etcd)
@@ -627,6 +631,21 @@ mod tests {
                 ServerError::Storage("fsync failed".to_string()),
                 Code::Unavailable,
                 "etcdserver: server stopped",
+            ),
+            (
+                ServerError::Lease(LeaseError::NotFound),
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                ServerError::Lease(LeaseError::Exists),
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                ServerError::Lease(LeaseError::TtlTooLarge),
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
             ),
         ];
         for (error, code, message) in cases {

@@ -3,8 +3,9 @@
 //!
 //! Reading order: `version` (what braid reports), `errors` (the one error → `Status`
 //! mapping), `convert` (proto ↔ mvcc), `kv` (Range/Put/DeleteRange/Txn/Compact),
-//! `maintenance` (Status and friends), `watch` (the Watch stream), `health`
-//! (`grpc.health.v1`), `unimplemented` (the services still to come, answering UNIMPLEMENTED).
+//! `lease` (grant, revoke, keepalive, time-to-live, list), `maintenance` (Status and friends),
+//! `watch` (the Watch stream), `health` (`grpc.health.v1`), `unimplemented` (the services
+//! still to come, answering UNIMPLEMENTED).
 //!
 //! `add_services` mounts them all on a tonic server. It names no generated server type: those
 //! differ between the normal build and the simulator's (`--cfg madsim`), while
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod errors;
 pub mod health;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod snapshot;
 pub mod unimplemented;
@@ -30,6 +32,7 @@ use crate::server::NodeHandle;
 
 pub use health::HealthService;
 pub use kv::KvService;
+pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use unimplemented::Unimplemented;
 pub use watch::WatchService;
@@ -108,8 +111,8 @@ pub fn check_access<B: Backend>(
 /// Mounts every client-facing gRPC service on `$target`, anything with tonic's
 /// chaining `add_service` (a `transport::Server` builder, its `Router`, or the
 /// real build's `service::Routes`, which the binary serves next to HTTP on one
-/// port): KV, Maintenance and Watch over `$node`, `grpc.health.v1.Health`, and
-/// Lease, Cluster, Auth, Lock and Election answering UNIMPLEMENTED. Requests may
+/// port): KV, Lease, Maintenance and Watch over `$node`, `grpc.health.v1.Health`, and
+/// Cluster, Auth, Lock and Election answering UNIMPLEMENTED. Requests may
 /// be up to `max_request_bytes + 512 KiB` on the wire.
 ///
 /// A macro, because the generated server types differ between the normal and
@@ -127,7 +130,7 @@ macro_rules! add_api_services {
         use $crate::api::__proto::grpc::health::v1::health_server::HealthServer;
         use $crate::api::__proto::v3electionpb::election_server::ElectionServer;
         use $crate::api::__proto::v3lockpb::lock_server::LockServer;
-        use $crate::api::{HealthService, KvService, MaintenanceService, Unimplemented, WatchService};
+        use $crate::api::{HealthService, KvService, LeaseService, MaintenanceService, Unimplemented, WatchService};
         let node = $node;
         let limits: $crate::api::ApiLimits = $limits;
         let receive_bytes = $crate::api::max_receive_message_bytes(node.max_request_bytes());
@@ -142,8 +145,8 @@ macro_rules! add_api_services {
         $target
             .add_service(limited!(KvServer::new(KvService::new(node.clone(), limits))))
             .add_service(limited!(MaintenanceServer::new(MaintenanceService::new(node.clone()))))
-            .add_service(limited!(WatchServer::new(WatchService::new(node, limits))))
-            .add_service(limited!(LeaseServer::new(Unimplemented)))
+            .add_service(limited!(WatchServer::new(WatchService::new(node.clone(), limits))))
+            .add_service(limited!(LeaseServer::new(LeaseService::new(node.clone()))))
             .add_service(limited!(ClusterServer::new(Unimplemented)))
             .add_service(limited!(AuthServer::new(Unimplemented)))
             .add_service(limited!(LockServer::new(Unimplemented)))

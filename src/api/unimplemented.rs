@@ -1,4 +1,4 @@
-//! The services braid does not serve yet: Lease, Cluster, Auth (`etcdserverpb`), Lock
+//! The services braid does not serve yet: Cluster, Auth (`etcdserverpb`), Lock
 //! (`v3lockpb`) and Election (`v3electionpb`). Every method, streaming ones included, answers
 //! UNIMPLEMENTED with `braid: <Service>.<Method> is not implemented yet`, so a client sees
 //! at once what is missing instead of a generic "unknown service".
@@ -7,7 +7,7 @@
 //! auto-sync call; until it exists, clients must be given every endpoint explicitly.
 
 use tonic::codegen::BoxStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use braid_proto::etcdserverpb as pb;
 use braid_proto::v3electionpb as electionpb;
@@ -17,46 +17,6 @@ use crate::api::errors::not_implemented;
 
 /// Stands in for every service not written yet.
 pub struct Unimplemented;
-
-#[tonic::async_trait]
-impl braid_proto::etcdserverpb::lease_server::Lease for Unimplemented {
-    async fn lease_grant(
-        &self,
-        _request: Request<pb::LeaseGrantRequest>,
-    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        not_implemented("Lease.LeaseGrant")
-    }
-
-    async fn lease_revoke(
-        &self,
-        _request: Request<pb::LeaseRevokeRequest>,
-    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        not_implemented("Lease.LeaseRevoke")
-    }
-
-    type LeaseKeepAliveStream = BoxStream<pb::LeaseKeepAliveResponse>;
-
-    async fn lease_keep_alive(
-        &self,
-        _request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
-    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        not_implemented("Lease.LeaseKeepAlive")
-    }
-
-    async fn lease_time_to_live(
-        &self,
-        _request: Request<pb::LeaseTimeToLiveRequest>,
-    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
-        not_implemented("Lease.LeaseTimeToLive")
-    }
-
-    async fn lease_leases(
-        &self,
-        _request: Request<pb::LeaseLeasesRequest>,
-    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        not_implemented("Lease.LeaseLeases")
-    }
-}
 
 #[tonic::async_trait]
 impl braid_proto::etcdserverpb::cluster_server::Cluster for Unimplemented {

@@ -5,7 +5,8 @@
 //!
 //! While NOSPACE is active, a Put, or a Txn with a Put in either branch, is refused when it
 //! is applied (etcd's capped applier): the refusal is decided in log order on every member,
-//! so no member writes what another refused. CORRUPT refuses every write. Before proposing,
+//! so no member writes what another refused. A LeaseGrant is refused the same way (etcd's
+//! capped applier refuses it too). CORRUPT refuses every write and grant. Before proposing,
 //! the API also refuses such writes early and raises NOSPACE itself when a write would take
 //! the backend past `--quota-backend-bytes` (`NodeHandle::check_space`).
 //!
@@ -18,6 +19,8 @@ use std::collections::BTreeSet;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::mvcc::{BackendError, BackendRead, Bucket, RequestOp, WriteBatch, WriteRequest};
+use crate::server::lessor::LeaseCommand;
+use crate::server::proposal::Command;
 use crate::server::ServerError;
 
 /// etcd's quota estimate of storing a key's metadata (`kvOverhead`).
@@ -159,6 +162,17 @@ impl AlarmSet {
         }
         None
     }
+
+    /// `refusal` for any committed command: a LeaseGrant is refused like a Put (etcd's capped
+    /// and corrupt appliers refuse it); lease checkpoints and alarm changes never are.
+    pub fn command_refusal(&self, command: &Command) -> Option<ServerError> {
+        match command {
+            Command::Write(request) => self.refusal(request),
+            Command::Lease(LeaseCommand::Grant { .. }) if self.has(AlarmKind::Corrupt) => Some(ServerError::Corrupt),
+            Command::Lease(LeaseCommand::Grant { .. }) if self.has(AlarmKind::NoSpace) => Some(ServerError::NoSpace),
+            Command::Lease(_) | Command::Alarm(_) => None,
+        }
+    }
 }
 
 fn is_read_only_txn(request: &WriteRequest) -> bool {
@@ -268,5 +282,35 @@ mod tests {
         assert_eq!(alarms.refusal(&delete), Some(ServerError::Corrupt));
         assert_eq!(alarms.refusal(&put), Some(ServerError::Corrupt));
         assert_eq!(alarms.refusal(&WriteRequest::Noop), None);
+    }
+
+    #[test]
+    fn a_lease_grant_is_refused_like_a_put_and_checkpoints_never_are() {
+        use crate::mvcc::LeaseId;
+        use crate::server::lessor::LeaseCheckpoint;
+        let grant = Command::Lease(LeaseCommand::Grant {
+            id: LeaseId(7),
+            ttl_seconds: 60,
+        });
+        let checkpoint = Command::Lease(LeaseCommand::Checkpoint(vec![LeaseCheckpoint {
+            id: LeaseId(7),
+            remaining_ttl_seconds: 30,
+        }]));
+        let revoke = Command::Write(WriteRequest::RevokeLease(LeaseId(7)));
+        let disarm = Command::Alarm(change(AlarmAction::Deactivate, 1, AlarmKind::NoSpace));
+
+        let mut alarms = AlarmSet::default();
+        assert_eq!(alarms.command_refusal(&grant), None);
+        let _ = alarms.apply(change(AlarmAction::Activate, 1, AlarmKind::NoSpace));
+        assert_eq!(alarms.command_refusal(&grant), Some(ServerError::NoSpace));
+        assert_eq!(alarms.command_refusal(&checkpoint), None);
+        assert_eq!(alarms.command_refusal(&revoke), None, "a revoke frees space");
+        assert_eq!(alarms.command_refusal(&disarm), None);
+
+        let _ = alarms.apply(change(AlarmAction::Activate, 2, AlarmKind::Corrupt));
+        assert_eq!(alarms.command_refusal(&grant), Some(ServerError::Corrupt));
+        assert_eq!(alarms.command_refusal(&revoke), Some(ServerError::Corrupt));
+        assert_eq!(alarms.command_refusal(&checkpoint), None);
+        assert_eq!(alarms.command_refusal(&disarm), None);
     }
 }

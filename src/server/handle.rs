@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::alarms::AlarmMember;
+use super::lessor::{LeaseError, LeaseRequest, LeaseResponse};
 use super::maintenance::MaintenanceShared;
 use super::metrics::NodeMetrics;
 use super::proposal::Command;
@@ -38,6 +39,9 @@ pub enum ServerError {
     /// A request error decided when the entry was applied (compacted, future revision, …).
     #[error("{0}")]
     Mvcc(MvccError),
+    /// A lease request failed (`requested lease not found`, `lease already exists`, `too large lease TTL`).
+    #[error("{0}")]
+    Lease(LeaseError),
     /// The storage failed; the node is stopping (fail-stop).
     #[error("etcdserver: storage failure: {0}")]
     Storage(String),
@@ -96,6 +100,10 @@ pub enum Request {
     },
     LinearizableRead {
         reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+    Lease {
+        request: LeaseRequest,
+        reply: oneshot::Sender<Result<(LeaseResponse, Header), ServerError>>,
     },
     /// Maintenance.MoveLeader: hand leadership to `target` (`server::maintenance`).
     MoveLeader {
@@ -190,6 +198,18 @@ impl<B: Backend> NodeHandle<B> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Write { request, reply })
+            .await
+            .map_err(|_| ServerError::Stopped)?;
+        answer.await.map_err(|_| ServerError::Stopped)?
+    }
+
+    /// Serves a lease request: grants and revokes go through Raft; keepalives
+    /// and time-to-live queries are answered by the leader (a follower
+    /// forwards them); the lease list is this member's.
+    pub async fn lease(&self, request: LeaseRequest) -> Result<(LeaseResponse, Header), ServerError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Lease { request, reply })
             .await
             .map_err(|_| ServerError::Stopped)?;
         answer.await.map_err(|_| ServerError::Stopped)?

@@ -10,12 +10,16 @@ use tokio::sync::oneshot;
 
 use super::alarms::{AlarmAction, AlarmChange, AlarmKind, AlarmMember, AlarmSet};
 use super::handle::{Applied, Header, NodeHandle, Request, ServerError};
+use super::lessor::LeaseCommand;
 use super::proposal::Command;
-use crate::mvcc::{Backend, WriteRequest};
+use crate::mvcc::{Backend, LeaseId, WriteRequest};
 use crate::raft::{NodeId, Raft, RaftError, Role};
 
 /// etcd's `DefaultQuotaBytes` (2 GiB), for `--quota-backend-bytes 0`.
 pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// etcd's quota cost of a LeaseGrant (`leaseOverhead` in its `quota.go`).
+const LEASE_GRANT_COST_BYTES: u64 = 64;
 
 /// `--auto-compaction-mode` with `--auto-compaction-retention` (see `auto_compaction`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,10 +89,27 @@ impl<B: Backend> NodeHandle<B> {
     /// CORRUPT) is active, and a write that would take the backend past the quota raises
     /// NOSPACE for this member (through Raft) and is refused.
     pub async fn check_space(&self, request: &WriteRequest) -> Result<(), ServerError> {
-        if let Some(refusal) = self.alarms().refusal(request) {
+        self.check_quota(self.alarms().refusal(request), super::alarms::request_cost(request))
+            .await
+    }
+
+    /// The same check before proposing a LeaseGrant (etcd's `quotaLeaseServer`): refused
+    /// while NOSPACE or CORRUPT is active, and a grant costs etcd's lease overhead.
+    pub async fn check_lease_grant_space(&self) -> Result<(), ServerError> {
+        let grant = Command::Lease(LeaseCommand::Grant {
+            id: LeaseId(0),
+            ttl_seconds: 0,
+        });
+        self.check_quota(self.alarms().command_refusal(&grant), LEASE_GRANT_COST_BYTES)
+            .await
+    }
+
+    /// Refuses with `refusal` if there is one; otherwise raises NOSPACE and refuses when
+    /// `cost` more bytes would take the backend past the quota.
+    async fn check_quota(&self, refusal: Option<ServerError>, cost: u64) -> Result<(), ServerError> {
+        if let Some(refusal) = refusal {
             return Err(refusal);
         }
-        let cost = super::alarms::request_cost(request);
         let quota = *lock(&self.maintenance.quota_backend_bytes);
         let Some(quota) = quota.filter(|_| cost > 0) else {
             return Ok(());
@@ -128,47 +149,35 @@ impl<B: Backend> NodeHandle<B> {
     }
 }
 
-/// How the node loop prepares one committed command for mvcc: the request mvcc applies
-/// (a refused write or an alarm change becomes a no-op that only advances the applied
-/// index), the writes other modules commit with it, and the answer decided before mvcc runs.
-pub(crate) struct PreparedCommand {
-    pub request: WriteRequest,
-    pub extra: crate::mvcc::WriteBatch,
-    pub answer: Option<Result<Applied, ServerError>>,
+/// What the alarms make of one committed command (entries applied before a restart are not
+/// screened: the alarms loaded with the state file include them already).
+pub(crate) enum Screened {
+    /// The alarms let it through: the lessor and mvcc apply it.
+    Pass(Command),
+    /// Decided here — an alarm change, or a command the active alarms refuse. mvcc applies a
+    /// no-op (it only advances the applied index) with `extra`; the proposer gets `answer`.
+    Decided {
+        extra: crate::mvcc::WriteBatch,
+        answer: Result<Applied, ServerError>,
+    },
 }
 
-/// Applies alarm changes to `alarms` in log order and refuses writes they forbid. Entries at
-/// or below `applied` were applied before a restart: `alarms` already includes them (it was
-/// loaded with the state file), and mvcc will skip them.
-pub(crate) fn prepare_command(alarms: &mut AlarmSet, command: Command, already_applied: bool) -> PreparedCommand {
-    let noop = |answer| PreparedCommand {
-        request: WriteRequest::Noop,
-        extra: crate::mvcc::WriteBatch::new(),
-        answer,
-    };
-    match command {
-        Command::Write(request) if already_applied => PreparedCommand {
-            request,
+/// Applies alarm changes to `alarms` in log order and refuses the commands they forbid
+/// (etcd's corrupt and capped appliers).
+pub(crate) fn screen_command(alarms: &mut AlarmSet, command: Command) -> Screened {
+    if let Command::Alarm(change) = command {
+        let (changed, extra) = alarms.apply(change);
+        return Screened::Decided {
+            extra,
+            answer: Ok(Applied::Alarm(changed)),
+        };
+    }
+    match alarms.command_refusal(&command) {
+        Some(refusal) => Screened::Decided {
             extra: crate::mvcc::WriteBatch::new(),
-            answer: None,
+            answer: Err(refusal),
         },
-        Command::Alarm(_) if already_applied => noop(None),
-        Command::Write(request) => match alarms.refusal(&request) {
-            Some(refusal) => noop(Some(Err(refusal))),
-            None => PreparedCommand {
-                request,
-                extra: crate::mvcc::WriteBatch::new(),
-                answer: None,
-            },
-        },
-        Command::Alarm(change) => {
-            let (changed, extra) = alarms.apply(change);
-            PreparedCommand {
-                request: WriteRequest::Noop,
-                extra,
-                answer: Some(Ok(Applied::Alarm(changed))),
-            }
-        }
+        None => Screened::Pass(command),
     }
 }
 

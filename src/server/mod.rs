@@ -5,6 +5,7 @@ pub mod cluster;
 mod handle;
 pub mod hooks;
 mod incarnation;
+pub mod lessor;
 mod log_store;
 pub mod maintenance;
 pub mod metrics;

@@ -15,6 +15,11 @@
 //! 6. `advance`.
 //!
 //! A storage error ends the loop (fail-stop): nothing is acknowledged after it.
+//!
+//! Leases (the lessor, keepalives, expiry and checkpoints) hook in through
+//! `node/lease.rs`.
+
+mod lease;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -28,9 +33,10 @@ use super::alarms::AlarmSet;
 use super::handle::{Applied, Header, MemberStatus, NodeHandle, Request, ServerError};
 use super::hooks::{self, AppliedEntry, NodeHooks, NodeObserver, Progress};
 use super::incarnation;
+use super::lessor::{self, Lessor};
 use super::log_store::LogStore;
-use super::maintenance::{prepare_command, LeaderTransfers, MaintenanceOptions};
-use super::proposal::{self, Proposal};
+use super::maintenance::{screen_command, LeaderTransfers, MaintenanceOptions, Screened};
+use super::proposal::{self, Command, Proposal};
 use super::transport::{PeerService, Transport, TransportEvent};
 use crate::btree::{BTree, BTreeOptions};
 use crate::io::{Clock, Dir};
@@ -42,6 +48,15 @@ use crate::wal::{WalError, WalOptions};
 
 /// etcd warns about an fdatasync slower than this.
 const SLOW_FSYNC: Duration = Duration::from_secs(1);
+
+/// Appends in flight to one follower. Small on purpose: while the window is
+/// full, new proposals wait in the leader's log and the next append carries
+/// them all, so a busy leader sends few large messages instead of one per
+/// round. With a window of 256 the simulation's 96 writers got one entry per
+/// append and ~440 writes per simulated second; with 4, ~2000. On loopback
+/// processes it kept throughput and halved p99 at 64 clients (3,333 → 3,759
+/// puts/s, p99 69 → 33 ms, 3 members, noisy shared machine).
+const INFLIGHT_APPENDS: usize = 4;
 
 /// The name of the state file inside the data directory.
 pub const STATE_FILE: &str = "state.db";
@@ -69,6 +84,9 @@ pub struct NodeOptions {
     pub seed: u64,
     /// Quota and auto compaction (`server::maintenance`).
     pub maintenance: MaintenanceOptions,
+    /// How often the leader checkpoints remaining lease TTLs through Raft
+    /// (`lessor::DEFAULT_CHECKPOINT_INTERVAL`); `Duration::ZERO` turns it off.
+    pub lease_checkpoint_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +179,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     config.pre_vote = options.pre_vote;
     config.check_quorum = true;
     config.seed = options.seed;
+    config.max_inflight_messages = INFLIGHT_APPENDS;
     let raft = Raft::new(config, persisted, options.initial_conf.clone());
 
     let (events, event_inbox) = mpsc::unbounded_channel();
@@ -181,6 +200,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     if let Some(observer) = &hooks.observer {
         observer.started(options.id, incarnation);
     }
+    let leases = lease::LeaseState::open(&options, &store, clock.wall_ns())?;
     let node = NodeLoop {
         options,
         raft,
@@ -204,6 +224,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         observer: hooks.observer,
         alarms,
         transfers: LeaderTransfers::default(),
+        leases,
     };
     let task = tokio::spawn(node.run(requests, event_inbox));
     Ok(Started {
@@ -244,6 +265,11 @@ impl PlantedBugs {
         PlantedBugs::default()
     }
 }
+
+/// Who proposed an entry (member, request id), if a client, and the answer
+/// decided before mvcc ran (an alarm change, an alarm's refusal, a lease
+/// error), to give instead of mvcc's result.
+type EntryOrigin = (Option<(u64, u64)>, Option<Result<Applied, ServerError>>);
 
 type WriteReply = oneshot::Sender<Result<(Applied, Header), ServerError>>;
 type ReadReply = oneshot::Sender<Result<(), ServerError>>;
@@ -289,6 +315,7 @@ struct NodeLoop<D: Dir, C: Clock> {
     /// Alarms as of the last applied entry (`server::alarms`).
     alarms: AlarmSet,
     transfers: LeaderTransfers,
+    leases: lease::LeaseState,
 }
 
 enum Event {
@@ -320,6 +347,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                     next_tick = Box::pin(clock.sleep(tick));
                     self.raft.tick();
                     self.expire_requests();
+                    self.tick_leases();
                 }
                 Event::Request(request) => self.handle_request(request),
                 Event::Transport(event) => self.handle_transport(event),
@@ -345,21 +373,8 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     fn handle_request(&mut self, request: Request) {
         let deadline_ns = self.clock.monotonic_ns() + self.options.request_timeout.as_nanos() as u64;
         match request {
-            Request::Write { request, reply } => {
-                let id = self.next_request_id;
-                self.next_request_id += 1;
-                let data = proposal::encode(&Proposal {
-                    origin: self.options.id.0,
-                    id,
-                    request,
-                });
-                if data.len() > self.options.max_request_bytes {
-                    let _ = reply.send(Err(ServerError::TooLarge));
-                    return;
-                }
-                self.pending_writes.insert(id, PendingWrite { reply, deadline_ns });
-                self.proposals.push((id, data));
-            }
+            Request::Write { request, reply } => self.propose(request, reply, deadline_ns),
+            Request::Lease { request, reply } => self.handle_lease_request(request, reply, deadline_ns),
             Request::LinearizableRead { reply } if self.bugs.read_without_read_index => {
                 let _ = reply.send(Ok(()));
             }
@@ -368,10 +383,38 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         }
     }
 
+    /// Queues `command` for this round's proposal batch; `reply` gets its result once applied.
+    fn propose(&mut self, command: Command, reply: WriteReply, deadline_ns: u64) {
+        let (id, data) = self.encode_proposal(command);
+        if data.len() > self.options.max_request_bytes {
+            let _ = reply.send(Err(ServerError::TooLarge));
+            return;
+        }
+        self.pending_writes.insert(id, PendingWrite { reply, deadline_ns });
+        self.proposals.push((id, data));
+    }
+
+    /// `command` as an entry from this member, under a new request id.
+    fn encode_proposal(&mut self, command: Command) -> (u64, Bytes) {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        let data = proposal::encode(&Proposal {
+            origin: self.options.id.0,
+            id,
+            command,
+        });
+        (id, data)
+    }
+
     fn handle_transport(&mut self, event: TransportEvent) {
         match event {
             TransportEvent::Received(message) => self.raft.step(*message),
             TransportEvent::Unreachable(peer) => self.raft.report_unreachable(peer),
+            TransportEvent::LeaseQuery {
+                query,
+                applied_index,
+                reply,
+            } => self.handle_lease_query(query, applied_index, reply),
         }
     }
 
@@ -488,51 +531,96 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 observer.became_leader(self.options.id, self.raft.term().0);
             }
         }
+        if soft.role != self.role {
+            self.lease_role_changed(soft.role);
+        }
         self.leader = soft.leader;
         self.role = soft.role;
     }
 
-    /// Applies committed entries in one state-machine commit and answers the
-    /// clients of the writes this member proposed.
+    /// Applies committed entries, in as few state-machine commits as the
+    /// lessor allows, and answers the clients of the writes this member proposed.
     async fn apply(&mut self, entries: &[raft::Entry]) -> Result<(), NodeError> {
+        let applied = self.store.consistent_index().index;
         let mut batch = Vec::with_capacity(entries.len());
         let mut origins = Vec::with_capacity(entries.len());
-        let applied_before = self.store.consistent_index().index;
+        let mut digests = Vec::new();
+        let mut batch_consults_leases = false;
         for entry in entries {
             let position = ConsistentIndex {
                 index: entry.index.0,
                 term: entry.term.0,
             };
-            let (prepared, origin) = match entry.kind {
+            let (command, origin) = match entry.kind {
                 EntryKind::Normal if !entry.data.is_empty() => {
                     let decoded = proposal::decode(entry.data.clone()).map_err(|error| NodeError::CorruptEntry {
                         index: entry.index.0,
                         reason: error.to_string(),
                     })?;
-                    let already_applied = entry.index.0 <= applied_before;
-                    let prepared = prepare_command(&mut self.alarms, decoded.request, already_applied);
-                    (prepared, Some((decoded.origin, decoded.id)))
+                    (decoded.command, Some((decoded.origin, decoded.id)))
                 }
                 // Leader no-ops and membership changes only advance the applied index.
-                _ => (
-                    prepare_command(&mut self.alarms, proposal::Command::Write(WriteRequest::Noop), false),
-                    None,
-                ),
+                _ => (Command::Write(WriteRequest::Noop), None),
             };
+            // mvcc asks the lessor whether a lease exists while a batch executes:
+            // a put with a lease must not share a batch with a grant or revoke
+            // that comes before it in the log (see `lease.rs`).
+            if batch_consults_leases && Lessor::changes_lease_set(&command) {
+                let (batch, origins) = (std::mem::take(&mut batch), std::mem::take(&mut origins));
+                self.apply_batch(batch, origins, std::mem::take(&mut digests)).await?;
+                batch_consults_leases = false;
+            }
+            let (request, extra, answer) = if position.index <= applied {
+                // Applied before a restart: the lease table and alarms on disk have it already.
+                let lessor::Applied { request, extra, .. } = self.leases.already_applied(command);
+                (request, extra, None)
+            } else {
+                // Alarms first: a command they refuse must not reach the lessor either.
+                match screen_command(&mut self.alarms, command) {
+                    Screened::Decided { extra, answer } => (WriteRequest::Noop, extra, Some(answer)),
+                    Screened::Pass(command) => {
+                        let lessor::Applied { request, extra, error } =
+                            self.leases.lessor.apply(command, self.clock.monotonic_ns());
+                        (request, extra, error.map(|error| Err(ServerError::Lease(error))))
+                    }
+                }
+            };
+            batch_consults_leases |= lessor::consults_leases(&request);
+            if self.observer.is_some() {
+                digests.push(entry_digest(entry));
+            }
             batch.push(ApplyEntry {
                 position,
-                request: prepared.request,
-                extra: prepared.extra,
+                request,
+                extra,
             });
-            origins.push((origin, prepared.answer));
+            origins.push((origin, answer));
         }
+        self.apply_batch(batch, origins, digests).await?;
+        self.release_lease_queries();
+        Ok(())
+    }
+
+    /// One state-machine commit; `origins` pairs each entry with its proposer
+    /// and the lease error to answer instead of mvcc's result; `digests`
+    /// (index, term, digest) are for the observer, empty without one.
+    async fn apply_batch(
+        &mut self,
+        batch: Vec<ApplyEntry>,
+        origins: Vec<EntryOrigin>,
+        digests: Vec<(u64, u64, u64)>,
+    ) -> Result<(), NodeError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let lessor = &self.leases.lessor;
         let outcomes = self
             .store
-            .apply(batch, &|_| false)
+            .apply(batch, &|lease| lessor.contains(lease))
             .await
             .map_err(|error| NodeError::State(error.to_string()))?;
         if let Some(observer) = &self.observer {
-            report_applied(observer.as_ref(), self.options.id, entries, &outcomes);
+            report_applied(observer.as_ref(), self.options.id, &digests, &outcomes);
         }
         self.handle.publish_alarms(self.alarms.clone());
         for (outcome, (origin, decided)) in outcomes.into_iter().zip(origins) {
@@ -662,28 +750,35 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     }
 }
 
+/// An entry's (index, term, digest of kind and bytes) for the observer.
+fn entry_digest(entry: &raft::Entry) -> (u64, u64, u64) {
+    let kind = [entry.kind as u8];
+    (entry.index.0, entry.term.0, hooks::digest(&[&kind, &entry.data]))
+}
+
 /// Tells the observer about every entry applied just now.
 fn report_applied(
     observer: &dyn NodeObserver,
     member: NodeId,
-    entries: &[raft::Entry],
+    digests: &[(u64, u64, u64)],
     outcomes: &[ApplyOutcome<WriteResponse>],
 ) {
-    for (entry, outcome) in entries.iter().zip(outcomes) {
+    for (&(index, term, digest), outcome) in digests.iter().zip(outcomes) {
         let revision = match outcome {
             ApplyOutcome::Applied(Ok(WriteResponse::Noop { revision })) => Some(revision.0),
             ApplyOutcome::Applied(Ok(response)) => response_revision(response),
             ApplyOutcome::Applied(Err(_)) => None,
             ApplyOutcome::AlreadyApplied { .. } => continue,
         };
-        let kind = [entry.kind as u8];
-        let applied = AppliedEntry {
-            index: entry.index.0,
-            term: entry.term.0,
-            digest: hooks::digest(&[&kind, &entry.data]),
-            revision,
-        };
-        observer.applied(member, applied);
+        observer.applied(
+            member,
+            AppliedEntry {
+                index,
+                term,
+                digest,
+                revision,
+            },
+        );
     }
 }
 

@@ -1,8 +1,11 @@
 //! The bytes a client write becomes inside a Raft entry.
 //!
 //! Layout (all integers big-endian): `[version u8 = 1][origin member u64]
-//! [request id u64][command]`, where a command is an mvcc write (kinds 1-6) or
-//! an alarm change (kind 7: `[action u8][member u64][alarm u8]`). The origin and id let the member that proposed
+//! [request id u64][command]`. A command is an mvcc write (tags 1-6), a
+//! lease command (tags 7-8) or an alarm change (tag 9: `[action u8]
+//! [member u64][alarm u8]`). Tags 7-9 were added without a version change:
+//! older entries decode unchanged, and only a member too old to know a tag
+//! refuses it. The origin and id let the member that proposed
 //! the entry find the waiting client when it applies it; every other member
 //! applies it the same way and answers nobody. The request encoding is braid's
 //! own (not protobuf) so the server stays free of wire types, and it is the
@@ -13,6 +16,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::lessor::{LeaseCheckpoint, LeaseCommand};
 use crate::mvcc::{
     CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, LeaseId, PutRequest, RangeRequest,
     RequestOp, Revision, SortOrder, SortTarget, TxnRequest, WriteRequest,
@@ -26,19 +30,23 @@ const VERSION: u8 = 1;
 pub struct Proposal {
     pub origin: u64,
     pub id: u64,
-    pub request: Command,
+    pub command: Command,
 }
 
 /// What a committed entry asks the state machine to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// A client write, applied by mvcc.
+    /// An mvcc write (a lease revoke is one: it deletes the lease's keys).
     Write(WriteRequest),
+    /// A lease command with no mvcc effect (the lessor applies it).
+    Lease(LeaseCommand),
     /// Maintenance.Alarm ACTIVATE / DEACTIVATE (`server::alarms`).
     Alarm(AlarmChange),
 }
 
-const ALARM_KIND: u8 = 7;
+const TAG_LEASE_GRANT: u8 = 7;
+const TAG_LEASE_CHECKPOINT: u8 = 8;
+const TAG_ALARM: u8 = 9;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed proposal: {0}")]
@@ -49,10 +57,23 @@ pub fn encode(proposal: &Proposal) -> Bytes {
     buffer.put_u8(VERSION);
     buffer.put_u64(proposal.origin);
     buffer.put_u64(proposal.id);
-    match &proposal.request {
+    match &proposal.command {
         Command::Write(request) => put_write(&mut buffer, request),
+        Command::Lease(LeaseCommand::Grant { id, ttl_seconds }) => {
+            buffer.put_u8(TAG_LEASE_GRANT);
+            buffer.put_i64(id.0);
+            buffer.put_i64(*ttl_seconds);
+        }
+        Command::Lease(LeaseCommand::Checkpoint(checkpoints)) => {
+            buffer.put_u8(TAG_LEASE_CHECKPOINT);
+            buffer.put_u32(checkpoints.len() as u32);
+            for checkpoint in checkpoints {
+                buffer.put_i64(checkpoint.id.0);
+                buffer.put_i64(checkpoint.remaining_ttl_seconds);
+            }
+        }
         Command::Alarm(change) => {
-            buffer.put_u8(ALARM_KIND);
+            buffer.put_u8(TAG_ALARM);
             buffer.put_u8(match change.action {
                 AlarmAction::Activate => 1,
                 AlarmAction::Deactivate => 2,
@@ -71,16 +92,11 @@ pub fn decode(mut data: Bytes) -> Result<Proposal, DecodeError> {
     }
     let origin = take_u64(&mut data)?;
     let id = take_u64(&mut data)?;
-    let request = if data.first() == Some(&ALARM_KIND) {
-        data.advance(1);
-        Command::Alarm(take_alarm(&mut data)?)
-    } else {
-        Command::Write(take_write(&mut data, 0)?)
-    };
+    let command = take_command(&mut data)?;
     if data.has_remaining() {
         return Err(DecodeError("trailing bytes"));
     }
-    Ok(Proposal { origin, id, request })
+    Ok(Proposal { origin, id, command })
 }
 
 // ----- encoding ----------------------------------------------------------
@@ -294,8 +310,30 @@ fn take_alarm(data: &mut Bytes) -> Result<AlarmChange, DecodeError> {
     })
 }
 
-fn take_write(data: &mut Bytes, depth: usize) -> Result<WriteRequest, DecodeError> {
+fn take_command(data: &mut Bytes) -> Result<Command, DecodeError> {
     Ok(match take_u8(data)? {
+        TAG_LEASE_GRANT => Command::Lease(LeaseCommand::Grant {
+            id: LeaseId(take_i64(data)?),
+            ttl_seconds: take_i64(data)?,
+        }),
+        TAG_LEASE_CHECKPOINT => {
+            let mut checkpoints = Vec::new();
+            for _ in 0..take_count(data)? {
+                checkpoints.push(LeaseCheckpoint {
+                    id: LeaseId(take_i64(data)?),
+                    remaining_ttl_seconds: take_i64(data)?,
+                });
+            }
+            Command::Lease(LeaseCommand::Checkpoint(checkpoints))
+        }
+        TAG_ALARM => Command::Alarm(take_alarm(data)?),
+        tag => Command::Write(take_write(tag, data, 0)?),
+    })
+}
+
+/// The mvcc write whose tag (already read) is `tag`.
+fn take_write(tag: u8, data: &mut Bytes, depth: usize) -> Result<WriteRequest, DecodeError> {
+    Ok(match tag {
         1 => WriteRequest::Put(take_put(data)?),
         2 => WriteRequest::DeleteRange(take_delete(data)?),
         3 => WriteRequest::Txn(take_txn(data, depth)?),
@@ -468,13 +506,31 @@ mod tests {
 
     #[test]
     fn every_request_kind_round_trips() {
-        let requests = vec![
-            WriteRequest::Put(PutRequest::new(bytes("key"), bytes("value"))),
-            WriteRequest::DeleteRange(DeleteRangeRequest::new(bytes("a"), bytes("\0"))),
-            WriteRequest::Txn(sample_txn()),
-            WriteRequest::Compact(CompactRequest { revision: Revision(12) }),
-            WriteRequest::RevokeLease(LeaseId(5)),
-            WriteRequest::Noop,
+        let commands = vec![
+            Command::Write(WriteRequest::Put(PutRequest::new(bytes("key"), bytes("value")))),
+            Command::Write(WriteRequest::DeleteRange(DeleteRangeRequest::new(
+                bytes("a"),
+                bytes("\0"),
+            ))),
+            Command::Write(WriteRequest::Txn(sample_txn())),
+            Command::Write(WriteRequest::Compact(CompactRequest { revision: Revision(12) })),
+            Command::Write(WriteRequest::RevokeLease(LeaseId(5))),
+            Command::Write(WriteRequest::Noop),
+            Command::Lease(LeaseCommand::Grant {
+                id: LeaseId(-3),
+                ttl_seconds: 9_000_000_001,
+            }),
+            Command::Lease(LeaseCommand::Checkpoint(vec![])),
+            Command::Lease(LeaseCommand::Checkpoint(vec![
+                LeaseCheckpoint {
+                    id: LeaseId(1),
+                    remaining_ttl_seconds: 0,
+                },
+                LeaseCheckpoint {
+                    id: LeaseId(i64::MAX),
+                    remaining_ttl_seconds: 299,
+                },
+            ])),
         ];
         let alarms = [
             (AlarmAction::Activate, AlarmKind::NoSpace),
@@ -491,15 +547,73 @@ mod tests {
                 },
             })
         });
-        let commands = requests.into_iter().map(Command::Write).chain(alarms);
-        for (id, request) in commands.enumerate() {
+        for (id, command) in commands.into_iter().chain(alarms).enumerate() {
             let proposal = Proposal {
                 origin: 0x1234,
                 id: id as u64,
-                request,
+                command,
             };
             assert_eq!(decode(encode(&proposal)), Ok(proposal));
         }
+    }
+
+    #[test]
+    fn lease_tags_extend_the_format_without_changing_older_entries() {
+        let envelope = |tail: &[u8]| {
+            let mut bytes = vec![VERSION];
+            bytes.extend(7u64.to_be_bytes());
+            bytes.extend(9u64.to_be_bytes());
+            bytes.extend_from_slice(tail);
+            Bytes::from(bytes)
+        };
+        let proposal = |command| Proposal {
+            origin: 7,
+            id: 9,
+            command,
+        };
+        // A revoke exactly as braid wrote it before leases existed.
+        let revoke = envelope(&[[5u8].as_slice(), &42i64.to_be_bytes()].concat());
+        let decoded = proposal(Command::Write(WriteRequest::RevokeLease(LeaseId(42))));
+        assert_eq!(decode(revoke.clone()), Ok(decoded.clone()));
+        assert_eq!(encode(&decoded), revoke);
+        let grant = proposal(Command::Lease(LeaseCommand::Grant {
+            id: LeaseId(42),
+            ttl_seconds: 60,
+        }));
+        let grant_bytes = envelope(&[[7u8].as_slice(), &42i64.to_be_bytes(), &60i64.to_be_bytes()].concat());
+        assert_eq!(encode(&grant), grant_bytes);
+        let checkpoint = proposal(Command::Lease(LeaseCommand::Checkpoint(vec![LeaseCheckpoint {
+            id: LeaseId(3),
+            remaining_ttl_seconds: 299,
+        }])));
+        let full = encode(&checkpoint);
+        assert_eq!(&full[17..22], &[8, 0, 0, 0, 1]);
+        for encoded in [grant_bytes, full] {
+            for cut in 0..encoded.len() {
+                assert!(
+                    decode(encoded.slice(..cut)).is_err(),
+                    "a lease proposal cut at {cut} decoded"
+                );
+            }
+        }
+        let alarm = proposal(Command::Alarm(AlarmChange {
+            action: AlarmAction::Deactivate,
+            member: AlarmMember {
+                member_id: 5,
+                alarm: AlarmKind::NoSpace,
+            },
+        }));
+        let alarm_bytes = envelope(
+            &[
+                [9u8, 2].as_slice(),
+                &5u64.to_be_bytes(),
+                &[AlarmKind::NoSpace.number() as u8],
+            ]
+            .concat(),
+        );
+        assert_eq!(encode(&alarm), alarm_bytes);
+        assert_eq!(decode(alarm_bytes), Ok(alarm));
+        assert_eq!(decode(envelope(&[10])), Err(DecodeError("unknown request kind")));
     }
 
     #[test]
@@ -507,12 +621,12 @@ mod tests {
         let full = encode(&Proposal {
             origin: 1,
             id: 2,
-            request: Command::Write(WriteRequest::Txn(sample_txn())),
+            command: Command::Write(WriteRequest::Txn(sample_txn())),
         });
         let alarm = encode(&Proposal {
             origin: 1,
             id: 3,
-            request: Command::Alarm(AlarmChange {
+            command: Command::Alarm(AlarmChange {
                 action: AlarmAction::Activate,
                 member: AlarmMember {
                     member_id: 9,

@@ -15,16 +15,24 @@ use std::time::Duration;
 use braid_proto::braidpb;
 use braid_proto::braidpb::peer_client::PeerClient;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::handle::ServerError;
 use super::hooks::{Fate, MessageFaults};
+use super::lessor::{LeaseQuery, LeaseResponse, LeaseStatus};
 use super::peer_codec::{decode_frame, encode_frame};
+use crate::mvcc::LeaseId;
 use crate::raft::{Message, NodeId};
 
 /// Per-peer queue of messages waiting for the connection.
 const PEER_QUEUE_MESSAGES: usize = 4096;
-/// Frames buffered inside one open stream.
-const STREAM_BUFFER_FRAMES: usize = 1024;
+/// Batches buffered inside one open stream. Kept small on purpose: while the
+/// stream is busy, messages wait in the peer queue, and the next batch takes
+/// all of them (backpressure turns into batching instead of queueing).
+const STREAM_BUFFER_BATCHES: usize = 2;
+/// Frames one batch carries at most (a batch holds what was queued when the
+/// sender got to it).
+const BATCH_FRAMES_MAX: u64 = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Snapshots travel inside one frame; allow them to be large.
@@ -37,6 +45,13 @@ pub enum TransportEvent {
     Received(Box<Message>),
     /// Messages to this peer were lost (queue full or connection broken).
     Unreachable(NodeId),
+    /// A follower forwarded a lease query to this member as the leader; answer
+    /// once this member has applied `applied_index`.
+    LeaseQuery {
+        query: LeaseQuery,
+        applied_index: u64,
+        reply: oneshot::Sender<Result<LeaseResponse, ServerError>>,
+    },
 }
 
 #[derive(Default, Debug)]
@@ -49,6 +64,7 @@ pub struct TransportCounters {
 
 struct Peer {
     queue: mpsc::Sender<Message>,
+    url: String,
 }
 
 /// The sending side, shared by the node loop.
@@ -88,14 +104,14 @@ impl Transport {
         let (queue, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES);
         let sender = PeerSender {
             peer,
-            url,
+            url: url.clone(),
             cluster_id: self.cluster_id,
             events: self.events.clone(),
             counters: Arc::clone(&self.counters),
             faults: self.faults.clone(),
         };
         tokio::spawn(sender.run(receiver));
-        self.lock_peers().insert(peer, Peer { queue });
+        self.lock_peers().insert(peer, Peer { queue, url });
     }
 
     /// Stops sending to `peer` (its sender task ends when its queue closes).
@@ -121,6 +137,65 @@ impl Transport {
         unreachable.dedup();
         for peer in unreachable {
             let _ = self.events.send(TransportEvent::Unreachable(peer));
+        }
+    }
+
+    /// Asks `leader` to answer a lease query (see `TransportEvent::LeaseQuery`),
+    /// within `timeout`. A failure is `LeaderChanged` (Unavailable: clients retry)
+    /// unless it ran out of time.
+    pub fn forward_lease(
+        &self,
+        leader: NodeId,
+        query: LeaseQuery,
+        applied_index: u64,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<LeaseResponse, ServerError>> + Send + 'static {
+        let url = self.lock_peers().get(&leader).map(|peer| peer.url.clone());
+        let (kind, lease_id, keys) = match query {
+            LeaseQuery::KeepAlive(id) => (braidpb::LeaseQueryKind::KeepAlive, id, false),
+            LeaseQuery::TimeToLive { id, keys } => (braidpb::LeaseQueryKind::TimeToLive, id, keys),
+        };
+        let request = braidpb::LeaseQuery {
+            from: self.local.0,
+            to: leader.0,
+            cluster_id: self.cluster_id,
+            kind: kind as i32,
+            lease_id: lease_id.0,
+            keys,
+            applied_index,
+        };
+        async move {
+            let Some(url) = url else {
+                return Err(ServerError::LeaderChanged);
+            };
+            let call = async {
+                let mut client = PeerClient::connect(url.clone())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                client
+                    .lease(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| status.message().to_string())
+            };
+            let answer = match tokio::time::timeout(timeout, call).await {
+                Err(_) => return Err(ServerError::Timeout),
+                Ok(Err(error)) => {
+                    eprintln!("braid: lease query to leader {:x} at {url} failed: {error}", leader.0);
+                    return Err(ServerError::LeaderChanged);
+                }
+                Ok(Ok(answer)) => answer,
+            };
+            Ok(match kind {
+                braidpb::LeaseQueryKind::KeepAlive => LeaseResponse::KeepAlive {
+                    ttl_seconds: if answer.found { answer.ttl_seconds } else { 0 },
+                },
+                _ => LeaseResponse::TimeToLive(answer.found.then_some(LeaseStatus {
+                    remaining_seconds: answer.ttl_seconds,
+                    granted_ttl_seconds: answer.granted_ttl_seconds,
+                    keys: answer.keys,
+                })),
+            })
         }
     }
 
@@ -161,9 +236,9 @@ impl PeerSender {
             let mut client = client
                 .max_decoding_message_size(FRAME_BYTES_MAX)
                 .max_encoding_message_size(FRAME_BYTES_MAX);
-            let (frames, frame_receiver) = mpsc::channel::<braidpb::Frame>(STREAM_BUFFER_FRAMES);
-            let stream = futures_util::stream::unfold(frame_receiver, |mut receiver| async move {
-                receiver.recv().await.map(|frame| (frame, receiver))
+            let (batches, batch_receiver) = mpsc::channel::<braidpb::FrameBatch>(STREAM_BUFFER_BATCHES);
+            let stream = futures_util::stream::unfold(batch_receiver, |mut receiver| async move {
+                receiver.recv().await.map(|batch| (batch, receiver))
             });
             let call = tokio::spawn(async move { client.send(stream).await });
             let mut next = Some(first);
@@ -172,19 +247,30 @@ impl PeerSender {
                 Some(message) => Some(message),
                 None => queue.recv().await,
             } {
-                let frame = encode_frame(self.cluster_id, &message);
-                let fate = self
-                    .faults
-                    .as_ref()
-                    .map_or(Fate::Deliver, |faults| faults.fate(&message));
-                if send_with_fate(&frames, frame, fate).await.is_err() {
+                // Everything already queued for this peer travels in one batch.
+                let mut batch = braidpb::FrameBatch::default();
+                let mut sent = 0u64;
+                let mut pending = Some(message);
+                while let Some(message) = pending.take() {
+                    let frame = encode_frame(self.cluster_id, &message);
+                    let fate = self
+                        .faults
+                        .as_ref()
+                        .map_or(Fate::Deliver, |faults| faults.fate(&message));
+                    add_with_fate(&mut batch, &batches, frame, fate);
+                    sent += 1;
+                    if sent < BATCH_FRAMES_MAX {
+                        pending = queue.try_recv().ok();
+                    }
+                }
+                if !batch.frames.is_empty() && batches.send(batch).await.is_err() {
                     broken = true;
                     break;
                 }
-                self.counters.sent_frames.fetch_add(1, Ordering::Relaxed);
+                self.counters.sent_frames.fetch_add(sent, Ordering::Relaxed);
                 backoff = BACKOFF_MIN;
             }
-            drop(frames);
+            drop(batches);
             if !broken {
                 return; // the queue closed: the peer was removed or we are stopping
             }
@@ -203,37 +289,38 @@ impl PeerSender {
     }
 }
 
-/// Puts `frame` on the stream as `fate` says (always `Deliver` in production).
-async fn send_with_fate(
-    frames: &mpsc::Sender<braidpb::Frame>,
+/// Adds `frame` to `batch` as `fate` says (always `Deliver` in production); a
+/// delayed frame travels later in a batch of its own.
+fn add_with_fate(
+    batch: &mut braidpb::FrameBatch,
+    batches: &mpsc::Sender<braidpb::FrameBatch>,
     frame: braidpb::Frame,
     fate: Fate,
-) -> Result<(), mpsc::error::SendError<braidpb::Frame>> {
+) {
     match fate {
-        Fate::Deliver => frames.send(frame).await,
-        Fate::Drop => Ok(()),
+        Fate::Deliver => batch.frames.push(frame),
+        Fate::Drop => {}
         Fate::Duplicate => {
-            frames.send(frame.clone()).await?;
-            frames.send(frame).await
+            batch.frames.push(frame.clone());
+            batch.frames.push(frame);
         }
         Fate::Corrupt => {
             let mut payload = frame.payload.to_vec();
             if let Some(byte) = payload.get_mut(frame.payload.len() / 2) {
                 *byte ^= 0x10;
             }
-            let corrupted = braidpb::Frame {
+            batch.frames.push(braidpb::Frame {
                 payload: Bytes::from(payload),
                 ..frame
-            };
-            frames.send(corrupted).await
+            });
         }
         Fate::Delay(delay) => {
-            let frames = frames.clone();
+            let batches = batches.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ = frames.send(frame).await;
+                let late = braidpb::FrameBatch { frames: vec![frame] };
+                let _ = batches.send(late).await;
             });
-            Ok(())
         }
     }
 }
@@ -262,25 +349,27 @@ impl PeerService {
 impl braidpb::peer_server::Peer for PeerService {
     async fn send(
         &self,
-        request: tonic::Request<tonic::Streaming<braidpb::Frame>>,
+        request: tonic::Request<tonic::Streaming<braidpb::FrameBatch>>,
     ) -> Result<tonic::Response<braidpb::SendAck>, tonic::Status> {
         let mut stream = request.into_inner();
         let mut accepted = 0u64;
-        while let Some(frame) = stream.message().await? {
-            match decode_frame(self.cluster_id, self.local, frame) {
-                Ok(message) => {
-                    accepted += 1;
-                    self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
-                    if self.events.send(TransportEvent::Received(Box::new(message))).is_err() {
-                        return Err(tonic::Status::unavailable("etcdserver: server stopped"));
+        while let Some(batch) = stream.message().await? {
+            for frame in batch.frames {
+                match decode_frame(self.cluster_id, self.local, frame) {
+                    Ok(message) => {
+                        accepted += 1;
+                        self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
+                        if self.events.send(TransportEvent::Received(Box::new(message))).is_err() {
+                            return Err(tonic::Status::unavailable("etcdserver: server stopped"));
+                        }
                     }
-                }
-                Err(error) => {
-                    // A corrupt or misaddressed frame is dropped; Raft recovers
-                    // from the loss. Keep the stream: one bad frame is not a
-                    // reason to drop the good ones behind it.
-                    self.counters.rejected_frames.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("braid: dropped a frame from a peer: {error}");
+                    Err(error) => {
+                        // A corrupt or misaddressed frame is dropped; Raft recovers
+                        // from the loss. Keep the stream: one bad frame is not a
+                        // reason to drop the good ones behind it.
+                        self.counters.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("braid: dropped a frame from a peer: {error}");
+                    }
                 }
             }
         }
@@ -302,5 +391,46 @@ impl braidpb::peer_server::Peer for PeerService {
             cluster_id: self.cluster_id,
             removed: false,
         }))
+    }
+
+    async fn lease(
+        &self,
+        request: tonic::Request<braidpb::LeaseQuery>,
+    ) -> Result<tonic::Response<braidpb::LeaseAnswer>, tonic::Status> {
+        let request = request.into_inner();
+        if request.cluster_id != self.cluster_id {
+            return Err(tonic::Status::failed_precondition("etcdserver: cluster ID mismatch"));
+        }
+        let id = LeaseId(request.lease_id);
+        let query = match braidpb::LeaseQueryKind::try_from(request.kind) {
+            Ok(braidpb::LeaseQueryKind::KeepAlive) => LeaseQuery::KeepAlive(id),
+            Ok(braidpb::LeaseQueryKind::TimeToLive) => LeaseQuery::TimeToLive { id, keys: request.keys },
+            _ => return Err(tonic::Status::invalid_argument("unknown lease query kind")),
+        };
+        let (reply, answer) = oneshot::channel();
+        let event = TransportEvent::LeaseQuery {
+            query,
+            applied_index: request.applied_index,
+            reply,
+        };
+        let stopped = || tonic::Status::unavailable("etcdserver: server stopped");
+        self.events.send(event).map_err(|_| stopped())?;
+        let answer = match answer.await.map_err(|_| stopped())? {
+            Ok(LeaseResponse::KeepAlive { ttl_seconds }) => braidpb::LeaseAnswer {
+                found: ttl_seconds > 0,
+                ttl_seconds,
+                ..Default::default()
+            },
+            Ok(LeaseResponse::TimeToLive(Some(status))) => braidpb::LeaseAnswer {
+                found: true,
+                ttl_seconds: status.remaining_seconds,
+                granted_ttl_seconds: status.granted_ttl_seconds,
+                keys: status.keys,
+            },
+            Ok(LeaseResponse::TimeToLive(None)) => braidpb::LeaseAnswer::default(),
+            Ok(other) => panic!("the node answered a forwarded lease query with {other:?}"),
+            Err(error) => return Err(tonic::Status::unavailable(error.to_string())),
+        };
+        Ok(tonic::Response::new(answer))
     }
 }

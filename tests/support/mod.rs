@@ -1,3 +1,4 @@
+pub mod braid_client;
 pub mod process;
 pub mod raft_cluster;
 pub mod stand_in;

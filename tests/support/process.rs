@@ -69,6 +69,35 @@ impl Server {
         ]
     }
 
+    /// A one-member cluster named `default` (not yet known to be ready).
+    pub fn start_single(program: &str, label: &str) -> Server {
+        let (client, peer) = (free_port(), free_port());
+        let data_dir = temp_dir(label);
+        let cluster = format!("default=http://127.0.0.1:{peer}");
+        let args = Server::member_args("default", &data_dir, client, peer, &cluster);
+        Server::start(program, label, client, peer, args)
+    }
+
+    /// The members `names` of one cluster (not yet known to be ready).
+    pub fn start_cluster(program: &str, names: &[&str]) -> Vec<Server> {
+        let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = names
+            .iter()
+            .zip(&ports)
+            .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+            .collect();
+        let initial = initial.join(",");
+        names
+            .iter()
+            .zip(&ports)
+            .map(|(name, (client, peer))| {
+                let data_dir = temp_dir(name);
+                let args = Server::member_args(name, &data_dir, *client, *peer, &initial);
+                Server::start(program, name, *client, *peer, args)
+            })
+            .collect()
+    }
+
     pub fn start(program: &str, name: &str, client_port: u16, peer_port: u16, args: Vec<String>) -> Server {
         let data_dir = args
             .iter()
@@ -132,21 +161,7 @@ impl Server {
 /// One member of `program` per name, on loopback, as one cluster; returns once every member
 /// answers a linearizable read.
 pub fn start_cluster(program: &str, names: &[&str]) -> Vec<Server> {
-    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
-    let initial: Vec<String> = names
-        .iter()
-        .zip(&ports)
-        .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
-        .collect();
-    let initial = initial.join(",");
-    let members: Vec<Server> = names
-        .iter()
-        .zip(&ports)
-        .map(|(name, (client, peer))| {
-            let args = Server::member_args(name, &temp_dir(name), *client, *peer, &initial);
-            Server::start(program, name, *client, *peer, args)
-        })
-        .collect();
+    let members = Server::start_cluster(program, names);
     for member in &members {
         member.wait_ready(Duration::from_secs(30));
     }
@@ -163,6 +178,7 @@ impl Drop for Server {
 
 pub const ETCDCTL: &str = "/usr/bin/etcdctl";
 pub const ETCD: &str = "/usr/bin/etcd";
+pub const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 
 /// An etcdctl command for `endpoint` with `args`, stdout and stderr piped.
 pub fn etcdctl_command(endpoint: &str, args: &[&str]) -> Command {

@@ -86,6 +86,11 @@ pub async fn start_stand_in_with(max_request_bytes: usize, limits: ApiLimits, co
                             let _ = reply.send(Ok((Applied::Alarm(changed), loop_node.header())));
                             continue;
                         }
+                        // Only the node loop proposes lease commands itself.
+                        Command::Lease(_) => {
+                            let _ = reply.send(Err(ServerError::Stopped));
+                            continue;
+                        }
                     };
                     index += 1;
                     let entry = ApplyEntry::new(ConsistentIndex { index, term: TERM }, request);
@@ -100,6 +105,10 @@ pub async fn start_stand_in_with(max_request_bytes: usize, limits: ApiLimits, co
                 // A stand-in has no Raft to hand leadership over with.
                 NodeRequest::MoveLeader { reply, .. } => {
                     let _ = reply.send(Err(ServerError::LeaderTransferTimeout));
+                }
+                // Leases have their own tests (tests/api_lease.rs) against a real node.
+                NodeRequest::Lease { reply, .. } => {
+                    let _ = reply.send(Err(ServerError::Stopped));
                 }
                 NodeRequest::LinearizableRead { reply } => {
                     loop_barriers.fetch_add(1, Ordering::SeqCst);

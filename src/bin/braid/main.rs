@@ -193,6 +193,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
                 AutoCompaction::Revision(count) => AutoCompactionPolicy::Revision(count),
             },
         },
+        lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
     };
     let started = node::start(options, dir, Arc::new(SystemClock::new()))
         .await
