@@ -633,9 +633,9 @@ async fn services_not_built_yet_say_unimplemented() {
     let members = cluster.member_list(pb::MemberListRequest::default()).await;
     let members_text = "braid: Cluster.MemberList is not implemented yet";
     assert_status(members, Code::Unimplemented, members_text);
-    let defragment = node.maintenance.defragment(pb::DefragmentRequest {}).await;
-    let defragment_text = "braid: Maintenance.Defragment is not implemented yet";
-    assert_status(defragment, Code::Unimplemented, defragment_text);
+    let downgrade = node.maintenance.downgrade(pb::DowngradeRequest::default()).await;
+    let downgrade_text = "braid: Maintenance.Downgrade is not implemented yet";
+    assert_status(downgrade, Code::Unimplemented, downgrade_text);
 
     let mut health = HealthClient::new(node.channel.clone());
     for service in ["", "etcdserverpb.KV"] {

@@ -93,6 +93,7 @@ impl Cluster {
                 wal: WalOptions::default(),
                 page_size: 4096,
                 seed: seed ^ id.0,
+                maintenance: Default::default(),
                 lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
             };
             let node_disk = disk.clone();
