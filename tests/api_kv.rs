@@ -12,7 +12,7 @@ use braid::api::ApiLimits;
 use braid::mvcc::MemBackend;
 use braid::server::{MemberStatus, NodeHandle, ServerError};
 use braid_proto::etcdserverpb as pb;
-use braid_proto::etcdserverpb::cluster_client::ClusterClient;
+use braid_proto::etcdserverpb::auth_client::AuthClient;
 use braid_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use braid_proto::etcdserverpb::kv_client::KvClient;
 use braid_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -629,13 +629,13 @@ async fn node_failures_reach_the_client_as_etcd_errors() {
 #[tokio::test]
 async fn services_not_built_yet_say_unimplemented() {
     let mut node = start_default().await;
-    let mut cluster = ClusterClient::new(node.channel.clone());
-    let members = cluster.member_list(pb::MemberListRequest::default()).await;
-    let members_text = "braid: Cluster.MemberList is not implemented yet";
-    assert_status(members, Code::Unimplemented, members_text);
-    let defragment = node.maintenance.defragment(pb::DefragmentRequest {}).await;
-    let defragment_text = "braid: Maintenance.Defragment is not implemented yet";
-    assert_status(defragment, Code::Unimplemented, defragment_text);
+    let mut auth = AuthClient::new(node.channel.clone());
+    let status = auth.auth_status(pb::AuthStatusRequest::default()).await;
+    let status_text = "braid: Auth.AuthStatus is not implemented yet";
+    assert_status(status, Code::Unimplemented, status_text);
+    let downgrade = node.maintenance.downgrade(pb::DowngradeRequest::default()).await;
+    let downgrade_text = "braid: Maintenance.Downgrade is not implemented yet";
+    assert_status(downgrade, Code::Unimplemented, downgrade_text);
 
     let mut health = HealthClient::new(node.channel.clone());
     for service in ["", "etcdserverpb.KV"] {

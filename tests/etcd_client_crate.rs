@@ -99,7 +99,12 @@ async fn the_etcd_client_crate_works_unchanged() {
     assert!(status.raft_index() > 0);
     assert_eq!(status.header().unwrap().member_id(), status.leader());
 
+    // The member list holds this one member (published name and URLs are checked on processes).
+    let members = client.member_list().await.unwrap();
+    let ids: Vec<u64> = members.members().iter().map(|member| member.id()).collect();
+    assert_eq!(ids, vec![status.header().unwrap().member_id()]);
+
     // A service braid does not build yet answers UNIMPLEMENTED, not a fake success.
-    let error = client.member_list().await.unwrap_err();
+    let error = client.lock("a-lock", None).await.unwrap_err();
     assert_eq!(grpc_message(error).0, tonic::Code::Unimplemented);
 }

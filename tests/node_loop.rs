@@ -1,7 +1,7 @@
 //! Proves the node loop end to end without the gRPC API: one and three
 //! members on loopback, writes through any member, linearizable reads, a
-//! leader crash with a new leader elected, and recovery from the WAL and state
-//! file after restart.
+//! leader crash with a new leader elected, recovery from the WAL and state
+//! file after restart, and alarms refusing puts and lease grants at apply.
 
 #![cfg(not(madsim))]
 
@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use braid::io::{MemDir, SystemClock};
-use braid::mvcc::{PutRequest, RangeRequest, WriteRequest, WriteResponse};
+use braid::mvcc::{LeaseId, PutRequest, RangeRequest, WriteRequest, WriteResponse};
 use braid::raft::{ConfState, NodeId};
+use braid::server::alarms::{AlarmAction, AlarmChange, AlarmKind, AlarmMember};
+use braid::server::lessor::{LeaseError, LeaseRequest, LeaseResponse};
 use braid::server::node::{self, MembershipOptions, NodeOptions, Started};
 use braid::server::ServerError;
 use braid::wal::WalOptions;
@@ -37,6 +39,7 @@ fn options(id: u64, members: &[u64], ports: &BTreeMap<u64, u16>) -> NodeOptions 
         page_size: 4096,
         seed: id,
         membership: MembershipOptions::default(),
+        maintenance: Default::default(),
         lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
     }
 }
@@ -121,6 +124,48 @@ async fn single_member_writes_reads_and_recovers() {
     assert!(member.started.recovered_entries > 0);
     assert_eq!(put_eventually(&member, "c", "3").await, 4);
     assert_eq!(get(&member, "b").await.as_deref(), Some(&b"2"[..]));
+}
+
+/// The apply loop screens every entry through the alarms before the lessor:
+/// these requests skip the API's early quota check, so the refusals come
+/// from applying the entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_refuse_puts_and_lease_grants_when_applied() {
+    let ports: BTreeMap<u64, u16> = [(1, free_port())].into();
+    let member = start(1, &[1], &ports, MemDir::new()).await;
+    put_eventually(&member, "a", "1").await;
+    let handle = &member.started.handle;
+    let grant = || LeaseRequest::Grant {
+        id: LeaseId(0),
+        ttl_seconds: 60,
+    };
+    let nospace = |action| AlarmChange {
+        action,
+        member: AlarmMember {
+            member_id: 1,
+            alarm: AlarmKind::NoSpace,
+        },
+    };
+    let (raised, _) = handle.change_alarm(nospace(AlarmAction::Activate)).await.unwrap();
+    assert_eq!(raised, Some(nospace(AlarmAction::Activate).member));
+    assert_eq!(put(&member, "b", "2").await, Err(ServerError::NoSpace));
+    assert_eq!(handle.lease(grant()).await, Err(ServerError::NoSpace));
+    // A revoke is not refused: the lessor answers it.
+    assert_eq!(
+        handle.lease(LeaseRequest::Revoke(LeaseId(99))).await,
+        Err(ServerError::Lease(LeaseError::NotFound))
+    );
+    assert!(handle
+        .lease(LeaseRequest::Leases)
+        .await
+        .is_ok_and(|(leases, _)| leases == LeaseResponse::Leases(vec![])));
+    handle.change_alarm(nospace(AlarmAction::Deactivate)).await.unwrap();
+    let (granted, _) = handle.lease(grant()).await.unwrap();
+    assert!(
+        matches!(granted, LeaseResponse::Granted { ttl_seconds: 60, .. }),
+        "{granted:?}"
+    );
+    assert_eq!(put(&member, "b", "2").await, Ok(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

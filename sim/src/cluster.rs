@@ -94,6 +94,7 @@ impl Cluster {
                 page_size: 4096,
                 seed: seed ^ id.0,
                 membership: MembershipOptions::default(),
+                maintenance: Default::default(),
                 lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
             };
             let node_disk = disk.clone();

@@ -28,6 +28,8 @@ pub struct FaultMix {
     pub messages: bool,
     /// Wall-clock steps and rate drift on one member.
     pub clocks: bool,
+    /// Leadership moved to another member (Maintenance.MoveLeader's path).
+    pub transfers: bool,
     /// Mean time between nemesis actions.
     pub interval: Duration,
 }
@@ -42,10 +44,20 @@ impl FaultMix {
             network: rng.gen_bool(0.4),
             messages: rng.gen_bool(0.4),
             clocks: rng.gen_bool(0.4),
+            transfers: rng.gen_bool(0.3),
             interval: Duration::from_millis(rng.gen_range(300..3000)),
         };
-        if !(mix.partitions || mix.crashes || mix.pauses || mix.slow_disks || mix.network || mix.messages || mix.clocks)
-        {
+        let any = [
+            mix.partitions,
+            mix.crashes,
+            mix.pauses,
+            mix.slow_disks,
+            mix.network,
+            mix.messages,
+            mix.clocks,
+            mix.transfers,
+        ];
+        if !any.contains(&true) {
             mix.partitions = true;
         }
         mix
@@ -61,6 +73,7 @@ impl FaultMix {
             network: false,
             messages: false,
             clocks: false,
+            transfers: false,
             interval: Duration::ZERO,
         }
     }
@@ -81,11 +94,12 @@ pub struct FaultCounts {
     pub message_chaos: u64,
     pub clock_steps: u64,
     pub clock_drifts: u64,
+    pub leader_transfers: u64,
 }
 
 impl FaultCounts {
     /// (class name, count) pairs, in a stable order.
-    pub fn classes(&self) -> [(&'static str, u64); 12] {
+    pub fn classes(&self) -> [(&'static str, u64); 13] {
         [
             ("isolations", self.isolations),
             ("one-way cuts", self.one_way_cuts),
@@ -99,6 +113,7 @@ impl FaultCounts {
             ("message chaos", self.message_chaos),
             ("clock steps", self.clock_steps),
             ("clock drifts", self.clock_drifts),
+            ("leader transfers", self.leader_transfers),
         ]
     }
 }
@@ -123,6 +138,7 @@ enum Action {
     Network,
     Messages,
     Clock,
+    Transfer,
 }
 
 /// The nemesis's view of what it broke, so it can undo all of it.
@@ -173,6 +189,7 @@ impl Nemesis {
             (mix.network, Action::Network),
             (mix.messages, Action::Messages),
             (mix.clocks, Action::Clock),
+            (mix.transfers, Action::Transfer),
         ];
         let choices: Vec<Action> = enabled
             .iter()
@@ -217,6 +234,7 @@ impl Nemesis {
                 self.messages_faulty = true;
                 self.counts.message_chaos += 1;
             }
+            Action::Transfer => self.transfer(cluster, &ids, rng),
             Action::Clock => {
                 let clock = &cluster.members[&victim].clock;
                 if rng.gen_bool(0.5) {
@@ -231,6 +249,20 @@ impl Nemesis {
                 }
             }
         }
+    }
+
+    /// Asks the leader to hand leadership to another member, as
+    /// `etcdctl move-leader` does; the transfer runs on its own and may fail
+    /// (the nemesis only starts it).
+    fn transfer(&mut self, cluster: &Cluster, ids: &[NodeId], rng: &mut SmallRng) {
+        let Some(leader) = cluster.leader() else { return };
+        let Some(handle) = cluster.handle(leader) else { return };
+        let others: Vec<NodeId> = ids.iter().copied().filter(|id| *id != leader).collect();
+        let target = others[rng.gen_range(0..others.len())];
+        self.counts.leader_transfers += 1;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle.move_leader(target)).await;
+        });
     }
 
     fn partition(&mut self, cluster: &Cluster, ids: &[NodeId], victim: NodeId, rng: &mut SmallRng) {

@@ -3,7 +3,9 @@
 //! - reads (Range, and Txns without puts or deletes) from the local store, after a
 //!   `linearizable_barrier` unless the client asked for a serializable read;
 //! - writes (Put, DeleteRange, writing Txn, Compact): refused when their encoding exceeds
-//!   `--max-request-bytes`, otherwise replicated through `NodeHandle::write`.
+//!   `--max-request-bytes`, a Put or a Txn with puts also while NOSPACE is active or when it
+//!   would exceed the quota (`NodeHandle::check_space`), otherwise replicated through
+//!   `NodeHandle::write`.
 //!
 //! The `serve_*` methods hold the logic without gRPC wrapping, for the JSON gateway.
 
@@ -49,7 +51,9 @@ impl<B: Backend> KvService<B> {
         let put = convert::put_request_from_proto(request);
         validate_put(&put)?;
         self.check_request_bytes(request_bytes)?;
-        match self.node.write(WriteRequest::Put(put)).await? {
+        let put = WriteRequest::Put(put);
+        self.node.check_space(&put).await?;
+        match self.node.write(put).await? {
             (WriteResponse::Put(result), header) => {
                 let header = write_header(header, result.revision);
                 Ok(convert::put_response(result, header))
@@ -92,7 +96,9 @@ impl<B: Backend> KvService<B> {
             return Ok(convert::txn_response(result, header));
         }
         self.check_request_bytes(request_bytes)?;
-        match self.node.write(WriteRequest::Txn(txn)).await? {
+        let txn = WriteRequest::Txn(txn);
+        self.node.check_space(&txn).await?;
+        match self.node.write(txn).await? {
             (WriteResponse::Txn(result), header) => {
                 let header = write_header(header, result.revision);
                 Ok(convert::txn_response(result, header))

@@ -30,6 +30,9 @@ impl<B: Backend> LeaseService<B> {
     }
 
     pub async fn serve_grant(&self, request: pb::LeaseGrantRequest) -> Result<pb::LeaseGrantResponse, ApiError> {
+        // etcd's quota check comes first: refused while NOSPACE is active, and a grant
+        // past the quota raises it (the apply refuses a grant under NOSPACE as well).
+        self.node.check_lease_grant_space().await?;
         let grant = LeaseRequest::Grant {
             id: LeaseId(request.id),
             ttl_seconds: request.ttl,

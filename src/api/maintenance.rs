@@ -1,8 +1,14 @@
 //! `etcdserverpb.Maintenance` (COMPAT.md §2.6). Served: Status (everything `etcdctl endpoint
-//! status` shows), Hash and HashKV (local, like etcd's), and Alarm GET (braid raises no
-//! alarms yet, so the list is empty; `etcdctl endpoint health` needs the call to succeed).
-//! Alarm ACTIVATE/DEACTIVATE, Defragment, Snapshot, MoveLeader and Downgrade answer
-//! UNIMPLEMENTED until their machinery exists.
+//! status` shows, alarms in `errors`), Hash and HashKV (local, like etcd's), Alarm (GET,
+//! ACTIVATE, DEACTIVATE, replicated through Raft: `server::alarms`), Snapshot (the stream in
+//! `snapshot.rs`), Defragment and MoveLeader. Downgrade answers UNIMPLEMENTED.
+//!
+//! Defragment: braid's copy-on-write B+tree reuses freed pages in later commits, so there is
+//! no fragmentation to undo for space to come back; what Defragment does is finish this
+//! member's physical compaction (dead revisions leave the state file and their pages join
+//! the free list), in bounded steps between writes, never blocking them for long. The file
+//! itself does not shrink (dbSize stays, dbSizeInUse drops); shrinking it would need a
+//! truncate in the page store and relocating the pages at the end of the file.
 
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
@@ -13,10 +19,13 @@ use braid_proto::etcdserverpb::maintenance_server::Maintenance;
 
 use crate::api::convert::response_header;
 use crate::api::errors::{not_implemented, respond, ApiError, EtcdError};
+use crate::api::snapshot::SnapshotChunks;
 use crate::api::version::SERVER_VERSION;
 use crate::api::{check_access, LearnerAccess};
 use crate::mvcc::{Backend, Revision};
-use crate::server::{Header, NodeHandle};
+use crate::raft::NodeId;
+use crate::server::alarms::{AlarmChange, AlarmKind, AlarmMember};
+use crate::server::{self, Header, NodeHandle};
 
 pub struct MaintenanceService<B: Backend> {
     node: NodeHandle<B>,
@@ -42,6 +51,7 @@ impl<B: Backend> MaintenanceService<B> {
         if status.leader == 0 {
             errors.push(EtcdError::NoLeader.message().to_string());
         }
+        errors.extend(self.node.alarms().list().iter().map(AlarmMember::status_text));
         pb::StatusResponse {
             header: Some(response_header(header)),
             version: SERVER_VERSION.to_string(),
@@ -80,21 +90,70 @@ impl<B: Backend> MaintenanceService<B> {
             field: "AlarmRequest.action",
             value: request.action,
         })?;
-        match action {
-            AlarmAction::Get => {
-                self.node.linearizable_barrier().await?;
-                Ok(pb::AlarmResponse {
-                    header: Some(response_header(self.node.header())),
-                    alarms: Vec::new(),
+        let alarm = match pb::AlarmType::try_from(request.alarm) {
+            Ok(pb::AlarmType::None) => None,
+            Ok(_) => AlarmKind::from_number(request.alarm),
+            Err(_) => {
+                return Err(ApiError::UnknownEnumValue {
+                    field: "AlarmRequest.alarm",
+                    value: request.alarm,
                 })
             }
-            AlarmAction::Activate => Err(ApiError::Unimplemented {
-                rpc: "Maintenance.Alarm ACTIVATE",
-            }),
-            AlarmAction::Deactivate => Err(ApiError::Unimplemented {
-                rpc: "Maintenance.Alarm DEACTIVATE",
-            }),
+        };
+        let action = match action {
+            AlarmAction::Get => {
+                self.node.linearizable_barrier().await?;
+                // etcd lists every alarm, or those of one type.
+                let alarms = self.node.alarms().list().into_iter();
+                let alarms = alarms.filter(|member| alarm.is_none_or(|alarm| member.alarm == alarm));
+                return Ok(pb::AlarmResponse {
+                    header: Some(response_header(self.node.header())),
+                    alarms: alarms.map(alarm_member_to_proto).collect(),
+                });
+            }
+            AlarmAction::Activate => server::alarms::AlarmAction::Activate,
+            AlarmAction::Deactivate => server::alarms::AlarmAction::Deactivate,
+        };
+        // etcd's applier ignores a change of alarm NONE (and still answers).
+        let Some(alarm) = alarm else {
+            self.node.linearizable_barrier().await?;
+            return Ok(pb::AlarmResponse {
+                header: Some(response_header(self.node.header())),
+                alarms: Vec::new(),
+            });
+        };
+        let change = AlarmChange {
+            action,
+            member: AlarmMember {
+                member_id: request.member_id,
+                alarm,
+            },
+        };
+        let (changed, header) = self.node.change_alarm(change).await?;
+        Ok(pb::AlarmResponse {
+            header: Some(response_header(header)),
+            alarms: changed.into_iter().map(alarm_member_to_proto).collect(),
+        })
+    }
+
+    /// Finishes this member's physical compaction (see the module doc).
+    pub async fn serve_defragment(&self) -> Result<pb::DefragmentResponse, ApiError> {
+        self.node.store().finish_compaction().await?;
+        Ok(pb::DefragmentResponse {
+            header: Some(response_header(self.node.header())),
+        })
+    }
+
+    /// etcd's MoveLeader: only the leader accepts it (`not leader` elsewhere), the target
+    /// must be a voter, and the call returns once the target leads.
+    pub async fn serve_move_leader(&self, request: pb::MoveLeaderRequest) -> Result<pb::MoveLeaderResponse, ApiError> {
+        if !self.node.status().is_leader {
+            return Err(EtcdError::NotLeader.into());
         }
+        self.node.move_leader(NodeId(request.target_id)).await?;
+        Ok(pb::MoveLeaderResponse {
+            header: Some(response_header(self.node.header())),
+        })
     }
 
     fn header_at(&self, revision: Revision) -> pb::ResponseHeader {
@@ -122,7 +181,7 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
         request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         check_access(&self.node, request.metadata(), LearnerAccess::Refused)?;
-        not_implemented("Maintenance.Defragment")
+        respond(self.serve_defragment().await)
     }
 
     async fn hash(&self, request: Request<pb::HashRequest>) -> Result<Response<pb::HashResponse>, Status> {
@@ -137,8 +196,13 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
 
     type SnapshotStream = BoxStream<pb::SnapshotResponse>;
 
-    async fn snapshot(&self, _request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        not_implemented("Maintenance.Snapshot")
+    /// etcd serves snapshots on learners too (`isRPCSupportedForLearner`).
+    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        check_access(&self.node, request.metadata(), LearnerAccess::Allowed)?;
+        let header = response_header(self.node.header());
+        let image = self.node.store().backend().image().map_err(ApiError::from)?;
+        let chunks = SnapshotChunks::new(image, header)?;
+        Ok(Response::new(chunks.into_stream()))
     }
 
     async fn move_leader(
@@ -146,7 +210,7 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         check_access(&self.node, request.metadata(), LearnerAccess::Refused)?;
-        not_implemented("Maintenance.MoveLeader")
+        respond(self.serve_move_leader(request.into_inner()).await)
     }
 
     async fn downgrade(
@@ -155,5 +219,12 @@ impl<B: Backend> Maintenance for MaintenanceService<B> {
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
         check_access(&self.node, request.metadata(), LearnerAccess::Refused)?;
         not_implemented("Maintenance.Downgrade")
+    }
+}
+
+fn alarm_member_to_proto(member: AlarmMember) -> pb::AlarmMember {
+    pb::AlarmMember {
+        member_id: member.member_id,
+        alarm: member.alarm.number(),
     }
 }

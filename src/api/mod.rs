@@ -18,6 +18,7 @@ pub mod health;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod snapshot;
 pub mod unimplemented;
 pub mod version;
 pub mod watch;

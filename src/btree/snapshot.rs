@@ -81,6 +81,30 @@ impl<S: PageStore> SnapshotStream<S> {
         self.txn.txn_id()
     }
 
+    /// Bytes the whole stream yields (header, every reachable page, trailer),
+    /// known before streaming so etcd's `remaining_bytes` can count down. By
+    /// the file invariant (`mod.rs`), the pages reachable from the root are
+    /// the data pages that are neither free nor holding the free list, and
+    /// the commit's free list is still intact while this stream pins it.
+    pub fn total_bytes(&self) -> Result<u64> {
+        let meta = self.txn.meta();
+        let layout = self.txn.reader().layout;
+        let (free, list_pages) = crate::btree::read::read_free_list(self.txn.reader().store, layout, meta)?;
+        let not_reachable = free.len() + list_pages.len() as u64;
+        let reachable = (meta.page_count - FIRST_DATA_PAGE)
+            .checked_sub(not_reachable)
+            .ok_or_else(|| {
+                BTreeError::corrupt(
+                    meta.free_list,
+                    format!(
+                        "free list of {not_reachable} pages is larger than the file's {} data pages",
+                        meta.page_count - FIRST_DATA_PAGE
+                    ),
+                )
+            })?;
+        Ok((reachable + 2) * layout.page_size as u64)
+    }
+
     fn next_body_page(&mut self) -> Result<Option<Bytes>> {
         let Some(pending) = self.pending.pop() else {
             return Ok(None);

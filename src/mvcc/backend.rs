@@ -47,6 +47,8 @@ pub enum Bucket {
     Lease,
     Auth,
     Membership,
+    /// Active alarms (member id, alarm type): `server::alarms`.
+    Alarm,
 }
 
 impl Bucket {
@@ -57,6 +59,7 @@ impl Bucket {
             Bucket::Lease => b'l',
             Bucket::Auth => b'a',
             Bucket::Membership => b'c',
+            Bucket::Alarm => b'w',
         }
     }
 
@@ -131,6 +134,13 @@ pub trait BackendRead: Send + Sync + 'static {
     fn scan(&self, start: &[u8], end: &[u8], visit: &mut ScanVisitor<'_>) -> Result<(), BackendError>;
 }
 
+/// A point-in-time image of the whole backend as bytes (etcd's Maintenance.Snapshot
+/// payload): `total_bytes` is known before the first chunk, and the chunks add up to it.
+pub struct BackendImage {
+    pub total_bytes: u64,
+    pub chunks: Box<dyn Iterator<Item = Result<Bytes, BackendError>> + Send>,
+}
+
 /// The persistent store mvcc writes through. The store calls `apply` from one task at a time
 /// (it serialises its writers), while `read` may be called concurrently from any thread.
 pub trait Backend: Send + Sync + 'static {
@@ -141,6 +151,20 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Commits `batch` atomically and durably.
     fn apply(&self, batch: WriteBatch) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// A consistent image of everything committed so far, streamed without blocking writers.
+    /// Only a persistent backend has a file to image; the default says so.
+    fn image(&self) -> Result<BackendImage, BackendError> {
+        Err(BackendError::new(
+            "this backend has no file to take a snapshot image of",
+        ))
+    }
+
+    /// (file bytes, bytes in use): etcd's `dbSize` and `dbSizeInUse`. A memory backend has no
+    /// file; it reports zero.
+    fn size_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 type MemMap = BTreeMap<Bytes, Bytes>;

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::backend::{Backend, BackendError, BackendRead, BatchOp, ScanVisitor, WriteBatch};
+use super::backend::{Backend, BackendError, BackendImage, BackendRead, BatchOp, ScanVisitor, WriteBatch};
 use crate::btree::{BTree, BTreeError, ReadTxn};
 use crate::io::PageStore;
 
@@ -88,5 +88,25 @@ impl<S: PageStore> Backend for BTreeBackend<S> {
                 .map_err(|error| backend_error("B+tree commit", error))?;
             Ok(())
         }
+    }
+
+    /// The tree's snapshot stream of the newest commit (`btree/snapshot.rs`): the stream pins
+    /// that commit's pages, so writers go on committing into other pages meanwhile.
+    fn image(&self) -> Result<BackendImage, BackendError> {
+        let read = self.tree.read().map_err(|error| backend_error("B+tree read", error))?;
+        let stream = read.snapshot();
+        let total_bytes = stream
+            .total_bytes()
+            .map_err(|error| backend_error("B+tree snapshot", error))?;
+        let chunks = stream.map(|page| page.map_err(|error| backend_error("B+tree snapshot", error)));
+        Ok(BackendImage {
+            total_bytes,
+            chunks: Box::new(chunks),
+        })
+    }
+
+    fn size_bytes(&self) -> (u64, u64) {
+        let stats = self.tree.stats();
+        (stats.file_bytes, stats.in_use_bytes)
     }
 }

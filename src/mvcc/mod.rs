@@ -38,7 +38,9 @@ pub mod watch;
 mod tests;
 
 pub use apply::{ApplyEntry, ApplyOutcome, WriteRequest, WriteResponse};
-pub use backend::{Backend, BackendError, BackendRead, BatchOp, Bucket, MemBackend, ScanVisitor, WriteBatch};
+pub use backend::{
+    Backend, BackendError, BackendImage, BackendRead, BatchOp, Bucket, MemBackend, ScanVisitor, WriteBatch,
+};
 pub use btree_backend::{BTreeBackend, BTreeRead};
 pub use error::{MvccError, StoreError};
 pub use key_index::{KeyRange, RangeEnd};

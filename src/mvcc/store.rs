@@ -277,6 +277,19 @@ impl<B: Backend> MvccStore<B> {
         })
     }
 
+    /// Prepares a backend restored from a snapshot to start a new cluster: its consistent
+    /// index belonged to the old cluster's Raft log, so it goes back to 0 and the new log's
+    /// bootstrap entries apply from index 1 (they carry no mvcc change). Keys, revisions,
+    /// compaction and the other modules' buckets stay as the snapshot had them.
+    pub async fn reset_consistent_index(backend: &B) -> Result<(), BackendError> {
+        let mut batch = WriteBatch::new();
+        batch.put(
+            meta_key(META_CONSISTENT_INDEX),
+            crate::mvcc::encoding::encode_consistent_index(ConsistentIndex::default()),
+        );
+        backend.apply(batch).await
+    }
+
     pub fn config(&self) -> &MvccConfig {
         &self.shared.config
     }

@@ -7,9 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::alarms::AlarmMember;
 use super::lessor::{LeaseError, LeaseRequest, LeaseResponse};
+use super::maintenance::MaintenanceShared;
 use super::membership::{Member, MemberAnswer, MemberRequest, MembershipError};
 use super::metrics::NodeMetrics;
+use super::proposal::Command;
 use crate::mvcc::{Backend, MvccError, MvccStore, WriteRequest, WriteResponse};
 use crate::raft::NodeId;
 
@@ -46,6 +49,21 @@ pub enum ServerError {
     /// The storage failed; the node is stopping (fail-stop).
     #[error("etcdserver: storage failure: {0}")]
     Storage(String),
+    /// `etcdserver: mvcc: database space exceeded` (ResourceExhausted): NOSPACE is active.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// `etcdserver: corrupt cluster` (DataLoss): CORRUPT is active.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// `etcdserver: not leader` (FailedPrecondition): MoveLeader sent to a follower.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// `etcdserver: bad leader transferee` (FailedPrecondition).
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// `etcdserver: request timed out, leader transfer took too long` (Unknown).
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
 }
 
 /// The `ResponseHeader` every etcd response carries.
@@ -81,8 +99,8 @@ pub struct MemberStatus {
 /// the node loop).
 pub enum Request {
     Write {
-        request: WriteRequest,
-        reply: oneshot::Sender<Result<(WriteResponse, Header), ServerError>>,
+        request: Command,
+        reply: oneshot::Sender<Result<(Applied, Header), ServerError>>,
     },
     LinearizableRead {
         reply: oneshot::Sender<Result<(), ServerError>>,
@@ -96,6 +114,19 @@ pub enum Request {
         request: LeaseRequest,
         reply: oneshot::Sender<Result<(LeaseResponse, Header), ServerError>>,
     },
+    /// Maintenance.MoveLeader: hand leadership to `target` (`server::maintenance`).
+    MoveLeader {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+}
+
+/// What an applied command answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Write(WriteResponse),
+    /// The alarm the change activated or deactivated (`None`: it already was so).
+    Alarm(Option<AlarmMember>),
 }
 
 /// Live status the node loop publishes for readers.
@@ -115,6 +146,7 @@ pub struct NodeHandle<B: Backend> {
     pub(crate) cluster_id: u64,
     pub(crate) max_request_bytes: usize,
     pub(crate) metrics: Arc<NodeMetrics>,
+    pub(crate) maintenance: Arc<MaintenanceShared>,
 }
 
 impl<B: Backend> Clone for NodeHandle<B> {
@@ -127,6 +159,7 @@ impl<B: Backend> Clone for NodeHandle<B> {
             cluster_id: self.cluster_id,
             max_request_bytes: self.max_request_bytes,
             metrics: Arc::clone(&self.metrics),
+            maintenance: Arc::clone(&self.maintenance),
         }
     }
 }
@@ -149,6 +182,7 @@ impl<B: Backend> NodeHandle<B> {
             cluster_id,
             max_request_bytes,
             metrics: Arc::new(NodeMetrics::default()),
+            maintenance: Arc::default(),
         };
         (handle, inbox)
     }
@@ -191,6 +225,14 @@ impl<B: Backend> NodeHandle<B> {
     /// Replicates `request` through Raft and returns its result once this member
     /// has applied it. The caller validates the request first (mvcc::validate_*).
     pub async fn write(&self, request: WriteRequest) -> Result<(WriteResponse, Header), ServerError> {
+        match self.propose(Command::Write(request)).await? {
+            (Applied::Write(response), header) => Ok((response, header)),
+            (other, _) => panic!("the node answered a write with {other:?}"),
+        }
+    }
+
+    /// Replicates any command and returns its answer once this member applied it.
+    pub async fn propose(&self, request: Command) -> Result<(Applied, Header), ServerError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Write { request, reply })

@@ -298,6 +298,9 @@ impl Lessor {
                 }
                 (WriteRequest::Noop, None)
             }
+            // The node loop applies alarm changes before the lessor (`maintenance::screen_command`);
+            // they touch no lease.
+            Command::Alarm(_) => (WriteRequest::Noop, None),
         };
         Applied { request, extra, error }
     }

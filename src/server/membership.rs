@@ -247,6 +247,20 @@ impl MemberTable {
         }
     }
 
+    /// The writes that delete this table from the backend: a state file restored from a
+    /// snapshot must not carry the old cluster's members into the new one, whose table
+    /// its bootstrap entries rebuild (etcd's restore rewrites its members bucket too).
+    pub fn forget_all(&self) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        for id in self.members.keys() {
+            batch.delete(member_key(*id));
+        }
+        for id in &self.removed {
+            batch.delete(removed_key(*id));
+        }
+        batch
+    }
+
     // ----- validation (etcd's checks before proposing) --------------------
 
     /// MemberAdd: valid URLs, not in use, at most one learner, and with

@@ -244,3 +244,36 @@ fn checks_give_etcds_errors() {
         Err(MembershipError::NotFound)
     );
 }
+
+#[test]
+fn client_proposals_are_never_attribute_entries() {
+    use crate::mvcc::{PutRequest, WriteRequest};
+    use crate::server::proposal::{self, Command, Proposal};
+    let put = PutRequest::new(Bytes::from_static(b"key"), Bytes::from_static(b"value"));
+    for command in [
+        Command::Write(WriteRequest::Noop),
+        Command::Write(WriteRequest::Put(put)),
+    ] {
+        // An origin whose first byte is the tag must not matter: only the first byte counts.
+        let data = proposal::encode(&Proposal {
+            origin: u64::from(MEMBER_ENTRY_TAG) << 56,
+            id: u64::MAX,
+            command,
+        });
+        assert!(
+            !is_attribute_entry(&data),
+            "proposal {data:?} looks like a member entry"
+        );
+    }
+    let change = AttributeChange::Publish {
+        id: NodeId(1),
+        name: "one".to_string(),
+        client_urls: Vec::new(),
+    };
+    let data = encode_attributes(Origin::default(), &change);
+    assert!(is_attribute_entry(&data));
+    assert!(
+        proposal::decode(data).is_err(),
+        "an attribute entry decodes as a proposal"
+    );
+}

@@ -1,4 +1,6 @@
 //! The node: composes raft, wal and mvcc over io, and decides ordering.
+pub mod alarms;
+pub mod auto_compaction;
 pub mod cluster;
 mod handle;
 pub mod hooks;
@@ -7,11 +9,15 @@ mod incarnation;
 pub mod join;
 pub mod lessor;
 mod log_store;
+pub mod maintenance;
 pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod peer_codec;
 pub mod proposal;
+pub mod snapshot_file;
 pub mod transport;
 
-pub use handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
+pub use handle::{Applied, Header, MemberStatus, NodeHandle, Request, ServerError};
+pub use maintenance::{AutoCompactionPolicy, MaintenanceOptions};
+pub use proposal::Command;

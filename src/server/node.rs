@@ -33,11 +33,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::handle::{Header, MemberStatus, NodeHandle, Request, ServerError};
+use super::alarms::AlarmSet;
+use super::handle::{Applied, Header, MemberStatus, NodeHandle, Request, ServerError};
 use super::hooks::{self, AppliedEntry, NodeHooks, NodeObserver, Progress};
 use super::incarnation;
 use super::lessor::{self, Lessor};
 use super::log_store::LogStore;
+use super::maintenance::{screen_command, LeaderTransfers, MaintenanceOptions, Screened};
 use super::membership::MemberTable;
 use super::proposal::{self, Command, Proposal};
 use super::transport::{PeerService, Transport, TransportEvent};
@@ -87,6 +89,8 @@ pub struct NodeOptions {
     pub seed: u64,
     /// Name, URLs and reconfiguration checks for the member table.
     pub membership: MembershipOptions,
+    /// Quota and auto compaction (`server::maintenance`).
+    pub maintenance: MaintenanceOptions,
     /// How often the leader checkpoints remaining lease TTLs through Raft
     /// (`lessor::DEFAULT_CHECKPOINT_INTERVAL`); `Duration::ZERO` turns it off.
     pub lease_checkpoint_interval: Duration,
@@ -203,6 +207,12 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     }
     let peer_service = PeerService::new(&transport);
     let (handle, requests) = NodeHandle::new(store.clone(), options.id, options.cluster_id, options.max_request_bytes);
+    // Maintenance (alarms, quota, auto compaction): `server::maintenance`.
+    let alarms = AlarmSet::load(&crate::mvcc::Backend::read(store.backend()))
+        .map_err(|error| NodeError::State(error.to_string()))?;
+    handle.publish_alarms(alarms.clone());
+    handle.set_quota_backend_bytes(options.maintenance.quota_backend_bytes);
+    super::auto_compaction::spawn(handle.clone(), Arc::clone(&clock), options.maintenance.auto_compaction);
     // Request ids and read contexts never repeat across restarts (see `incarnation`).
     let first_request_id = incarnation::first_id(incarnation);
     if let Some(observer) = &hooks.observer {
@@ -232,6 +242,8 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         bugs,
         readies: 0,
         observer: hooks.observer,
+        alarms,
+        transfers: LeaderTransfers::default(),
         leases,
     };
     node.sync_members();
@@ -275,11 +287,12 @@ impl PlantedBugs {
     }
 }
 
-/// Who proposed an entry (member, request id), if a client, and the lease
-/// error to answer instead of mvcc's result.
-type EntryOrigin = (Option<(u64, u64)>, Option<lessor::LeaseError>);
+/// Who proposed an entry (member, request id), if a client, and the answer
+/// decided before mvcc ran (an alarm change, an alarm's refusal, a lease
+/// error), to give instead of mvcc's result.
+type EntryOrigin = (Option<(u64, u64)>, Option<Result<Applied, ServerError>>);
 
-type WriteReply = oneshot::Sender<Result<(WriteResponse, Header), ServerError>>;
+type WriteReply = oneshot::Sender<Result<(Applied, Header), ServerError>>;
 type ReadReply = oneshot::Sender<Result<(), ServerError>>;
 
 struct PendingWrite {
@@ -321,6 +334,9 @@ struct NodeLoop<D: Dir, C: Clock> {
     bugs: PlantedBugs,
     readies: u64,
     observer: Option<Arc<dyn NodeObserver>>,
+    /// Alarms as of the last applied entry (`server::alarms`).
+    alarms: AlarmSet,
+    transfers: LeaderTransfers,
     leases: lease::LeaseState,
 }
 
@@ -374,19 +390,21 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             }
             self.check_removed()?;
             self.publish();
+            self.transfers.observe(self.raft.leader(), self.clock.monotonic_ns());
         }
     }
 
     fn handle_request(&mut self, request: Request) {
         let deadline_ns = self.clock.monotonic_ns() + self.options.request_timeout.as_nanos() as u64;
         match request {
-            Request::Write { request, reply } => self.propose(Command::Write(request), reply, deadline_ns),
+            Request::Write { request, reply } => self.propose(request, reply, deadline_ns),
             Request::Lease { request, reply } => self.handle_lease_request(request, reply, deadline_ns),
             Request::LinearizableRead { reply } if self.bugs.read_without_read_index => {
                 let _ = reply.send(Ok(()));
             }
             Request::LinearizableRead { reply } => self.waiting_reads.push(PendingRead { reply, deadline_ns }),
             Request::Member { request, reply } => self.handle_member_request(request, reply, deadline_ns),
+            Request::MoveLeader { target, reply } => self.transfers.start(&mut self.raft, target, deadline_ns, reply),
         }
     }
 
@@ -585,15 +603,20 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 self.apply_batch(batch, origins, std::mem::take(&mut digests)).await?;
                 batch_consults_leases = false;
             }
-            let lessor::Applied {
-                request,
-                mut extra,
-                error,
-            } = if position.index <= applied {
-                // Applied before a restart: the lease table on disk has it already.
-                self.leases.already_applied(command)
+            let (request, mut extra, answer) = if position.index <= applied {
+                // Applied before a restart: the lease table and alarms on disk have it already.
+                let lessor::Applied { request, extra, .. } = self.leases.already_applied(command);
+                (request, extra, None)
             } else {
-                self.leases.lessor.apply(command, self.clock.monotonic_ns())
+                // Alarms first: a command they refuse must not reach the lessor either.
+                match screen_command(&mut self.alarms, command) {
+                    Screened::Decided { extra, answer } => (WriteRequest::Noop, extra, Some(answer)),
+                    Screened::Pass(command) => {
+                        let lessor::Applied { request, extra, error } =
+                            self.leases.lessor.apply(command, self.clock.monotonic_ns());
+                        (request, extra, error.map(|error| Err(ServerError::Lease(error))))
+                    }
+                }
             };
             // Membership entries change the member table; its writes commit with the entry.
             if position.index > applied {
@@ -608,7 +631,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 request,
                 extra,
             });
-            origins.push((origin, error));
+            origins.push((origin, answer));
         }
         self.apply_batch(batch, origins, digests).await?;
         if membership_changed {
@@ -639,7 +662,8 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         if let Some(observer) = &self.observer {
             report_applied(observer.as_ref(), self.options.id, &digests, &outcomes);
         }
-        for (outcome, (origin, lease_error)) in outcomes.into_iter().zip(origins) {
+        self.handle.publish_alarms(self.alarms.clone());
+        for (outcome, (origin, decided)) in outcomes.into_iter().zip(origins) {
             let Some((origin, id)) = origin else { continue };
             if origin != self.options.id.0 {
                 continue;
@@ -647,14 +671,14 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             let Some(write) = self.pending_writes.remove(&id) else {
                 continue;
             };
-            let answer = match (outcome, lease_error) {
+            let answer = match (outcome, decided) {
                 // Applied before a restart: its client is long gone.
                 (ApplyOutcome::AlreadyApplied { .. }, _) => continue,
-                (_, Some(error)) => Err(ServerError::Lease(error)),
+                (_, Some(decided)) => decided.map(|applied| (applied, self.header())),
                 (ApplyOutcome::Applied(Ok(response)), None) => {
                     let mut header = self.header();
                     header.revision = response_revision(&response).unwrap_or(header.revision);
-                    Ok((response, header))
+                    Ok((Applied::Write(response), header))
                 }
                 (ApplyOutcome::Applied(Err(error)), None) => Err(ServerError::Mvcc(error)),
             };

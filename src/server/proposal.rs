@@ -1,13 +1,18 @@
 //! The bytes a client write becomes inside a Raft entry.
 //!
 //! Layout (all integers big-endian): `[version u8 = 1][origin member u64]
-//! [request id u64][command]`. A command is an mvcc write (tags 1-6) or a
-//! lease command (tags 7-8, added without a version change: older entries
-//! decode unchanged, and only a member too old to know a tag refuses it). The origin and id let the member that proposed
+//! [request id u64][command]`. A command is an mvcc write (tags 1-6), a
+//! lease command (tags 7-8) or an alarm change (tag 9: `[action u8]
+//! [member u64][alarm u8]`). Tags 7-9 were added without a version change:
+//! older entries decode unchanged, and only a member too old to know a tag
+//! refuses it. The origin and id let the member that proposed
 //! the entry find the waiting client when it applies it; every other member
 //! applies it the same way and answers nobody. The request encoding is braid's
 //! own (not protobuf) so the server stays free of wire types, and it is the
-//! on-disk format of WAL entries: keep it stable and versioned.
+//! on-disk format of WAL entries: keep it stable and versioned. A version
+//! must never be 0xC1: normal entries starting with that byte are member
+//! attribute entries (`membership::MEMBER_ENTRY_TAG`), which the node loop
+//! routes before decoding.
 //!
 //! Decoding never panics: a malformed entry is an error the caller treats as
 //! corruption (it was checksummed by the WAL and by the peer frame).
@@ -19,6 +24,7 @@ use crate::mvcc::{
     CompactRequest, Compare, CompareResult, CompareTarget, DeleteRangeRequest, LeaseId, PutRequest, RangeRequest,
     RequestOp, Revision, SortOrder, SortTarget, TxnRequest, WriteRequest,
 };
+use crate::server::alarms::{AlarmAction, AlarmChange, AlarmKind, AlarmMember};
 
 const VERSION: u8 = 1;
 
@@ -37,10 +43,13 @@ pub enum Command {
     Write(WriteRequest),
     /// A lease command with no mvcc effect (the lessor applies it).
     Lease(LeaseCommand),
+    /// Maintenance.Alarm ACTIVATE / DEACTIVATE (`server::alarms`).
+    Alarm(AlarmChange),
 }
 
 const TAG_LEASE_GRANT: u8 = 7;
 const TAG_LEASE_CHECKPOINT: u8 = 8;
+const TAG_ALARM: u8 = 9;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed proposal: {0}")]
@@ -65,6 +74,15 @@ pub fn encode(proposal: &Proposal) -> Bytes {
                 buffer.put_i64(checkpoint.id.0);
                 buffer.put_i64(checkpoint.remaining_ttl_seconds);
             }
+        }
+        Command::Alarm(change) => {
+            buffer.put_u8(TAG_ALARM);
+            buffer.put_u8(match change.action {
+                AlarmAction::Activate => 1,
+                AlarmAction::Deactivate => 2,
+            });
+            buffer.put_u64(change.member.member_id);
+            buffer.put_u8(change.member.alarm.number() as u8);
         }
     }
     buffer.freeze()
@@ -281,6 +299,20 @@ fn take_count(data: &mut Bytes) -> Result<usize, DecodeError> {
     Ok(count)
 }
 
+fn take_alarm(data: &mut Bytes) -> Result<AlarmChange, DecodeError> {
+    let action = match take_u8(data)? {
+        1 => AlarmAction::Activate,
+        2 => AlarmAction::Deactivate,
+        _ => return Err(DecodeError("bad alarm action")),
+    };
+    let member_id = take_u64(data)?;
+    let alarm = AlarmKind::from_number(i32::from(take_u8(data)?)).ok_or(DecodeError("bad alarm type"))?;
+    Ok(AlarmChange {
+        action,
+        member: AlarmMember { member_id, alarm },
+    })
+}
+
 fn take_command(data: &mut Bytes) -> Result<Command, DecodeError> {
     Ok(match take_u8(data)? {
         TAG_LEASE_GRANT => Command::Lease(LeaseCommand::Grant {
@@ -297,6 +329,7 @@ fn take_command(data: &mut Bytes) -> Result<Command, DecodeError> {
             }
             Command::Lease(LeaseCommand::Checkpoint(checkpoints))
         }
+        TAG_ALARM => Command::Alarm(take_alarm(data)?),
         tag => Command::Write(take_write(tag, data, 0)?),
     })
 }
@@ -502,7 +535,22 @@ mod tests {
                 },
             ])),
         ];
-        for (id, command) in commands.into_iter().enumerate() {
+        let alarms = [
+            (AlarmAction::Activate, AlarmKind::NoSpace),
+            (AlarmAction::Deactivate, AlarmKind::NoSpace),
+            (AlarmAction::Activate, AlarmKind::Corrupt),
+            (AlarmAction::Deactivate, AlarmKind::Corrupt),
+        ]
+        .map(|(action, alarm)| {
+            Command::Alarm(AlarmChange {
+                action,
+                member: AlarmMember {
+                    member_id: 0x8e9e_05c5_2164_694d,
+                    alarm,
+                },
+            })
+        });
+        for (id, command) in commands.into_iter().chain(alarms).enumerate() {
             let proposal = Proposal {
                 origin: 0x1234,
                 id: id as u64,
@@ -551,7 +599,24 @@ mod tests {
                 );
             }
         }
-        assert_eq!(decode(envelope(&[9])), Err(DecodeError("unknown request kind")));
+        let alarm = proposal(Command::Alarm(AlarmChange {
+            action: AlarmAction::Deactivate,
+            member: AlarmMember {
+                member_id: 5,
+                alarm: AlarmKind::NoSpace,
+            },
+        }));
+        let alarm_bytes = envelope(
+            &[
+                [9u8, 2].as_slice(),
+                &5u64.to_be_bytes(),
+                &[AlarmKind::NoSpace.number() as u8],
+            ]
+            .concat(),
+        );
+        assert_eq!(encode(&alarm), alarm_bytes);
+        assert_eq!(decode(alarm_bytes), Ok(alarm));
+        assert_eq!(decode(envelope(&[10])), Err(DecodeError("unknown request kind")));
     }
 
     #[test]
@@ -561,6 +626,28 @@ mod tests {
             id: 2,
             command: Command::Write(WriteRequest::Txn(sample_txn())),
         });
+        let alarm = encode(&Proposal {
+            origin: 1,
+            id: 3,
+            command: Command::Alarm(AlarmChange {
+                action: AlarmAction::Activate,
+                member: AlarmMember {
+                    member_id: 9,
+                    alarm: AlarmKind::NoSpace,
+                },
+            }),
+        });
+        for cut in 0..alarm.len() {
+            assert!(
+                decode(alarm.slice(..cut)).is_err(),
+                "an alarm proposal cut at {cut} decoded"
+            );
+        }
+        for (position, value) in [(18, 0u8), (18, 3), (27, 0), (27, 3)] {
+            let mut bad = alarm.to_vec();
+            bad[position] = value;
+            assert!(decode(Bytes::from(bad)).is_err(), "byte {position} = {value} decoded");
+        }
         for cut in 0..full.len() {
             assert!(decode(full.slice(..cut)).is_err(), "a proposal cut at {cut} decoded");
         }

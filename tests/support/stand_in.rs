@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use braid::api::{add_services, ApiLimits};
 use braid::mvcc::{ApplyEntry, ConsistentIndex, MemBackend, MvccConfig, MvccStore};
 use braid::raft::NodeId;
-use braid::server::{MemberStatus, NodeHandle, Request as NodeRequest, ServerError};
+use braid::server::alarms::AlarmSet;
+use braid::server::{Applied, Command, MemberStatus, NodeHandle, Request as NodeRequest, ServerError};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -69,6 +70,7 @@ pub async fn start_stand_in_with(max_request_bytes: usize, limits: ApiLimits, co
     let (loop_write_failure, loop_barrier_failure) = (Arc::clone(&write_failure), Arc::clone(&barrier_failure));
     tokio::spawn(async move {
         let mut index = 0;
+        let mut alarms = AlarmSet::default();
         while let Some(request) = inbox.recv().await {
             match request {
                 NodeRequest::Write { request, reply } => {
@@ -76,19 +78,37 @@ pub async fn start_stand_in_with(max_request_bytes: usize, limits: ApiLimits, co
                         let _ = reply.send(Err(error));
                         continue;
                     }
+                    let request = match request {
+                        Command::Write(request) => request,
+                        Command::Alarm(change) => {
+                            let (changed, _) = alarms.apply(change);
+                            loop_node.publish_alarms(alarms.clone());
+                            let _ = reply.send(Ok((Applied::Alarm(changed), loop_node.header())));
+                            continue;
+                        }
+                        // Only the node loop proposes lease commands itself.
+                        Command::Lease(_) => {
+                            let _ = reply.send(Err(ServerError::Stopped));
+                            continue;
+                        }
+                    };
                     index += 1;
                     let entry = ApplyEntry::new(ConsistentIndex { index, term: TERM }, request);
                     let outcome = store.apply(vec![entry], &|_| false).await.expect("memory backend");
                     let result = outcome.into_iter().next().unwrap().expect_applied();
                     let _ = reply.send(
                         result
-                            .map(|response| (response, loop_node.header()))
+                            .map(|response| (Applied::Write(response), loop_node.header()))
                             .map_err(ServerError::Mvcc),
                     );
                 }
                 // The stand-in has no member table; the Cluster service is tested on processes.
                 NodeRequest::Member { reply, .. } => {
                     let _ = reply.send(Err(ServerError::Stopped));
+                }
+                // A stand-in has no Raft to hand leadership over with.
+                NodeRequest::MoveLeader { reply, .. } => {
+                    let _ = reply.send(Err(ServerError::LeaderTransferTimeout));
                 }
                 // Leases have their own tests (tests/api_lease.rs) against a real node.
                 NodeRequest::Lease { reply, .. } => {

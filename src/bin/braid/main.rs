@@ -5,6 +5,7 @@
 //! on the peer URLs.
 
 mod http;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid::config::{self, ClusterState, Command, ServerConfig, Url};
+use braid::config::{self, AutoCompaction, ClusterState, Command, ServerConfig, Url};
 use braid::io::{DevicePreference, OsDir, SystemClock};
 use braid::raft::{ConfState, NodeId};
 use braid::server::cluster::{cluster_id, member_id};
@@ -21,11 +22,20 @@ use braid::server::identity::{self, Identity};
 use braid::server::join;
 use braid::server::membership::{Member, REMOVED_TEXT};
 use braid::server::node::{self, MembershipOptions, NodeError, NodeOptions};
+use braid::server::{AutoCompactionPolicy, MaintenanceOptions};
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
 
+/// The state file's page size.
+const PAGE_SIZE: usize = 4096;
+/// braid's files live in this directory inside `--data-dir`.
+const STORAGE_DIR: &str = "braid";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|command| command == "snapshot") {
+        return snapshot::main(&args[1..]);
+    }
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let (config, warnings) = match config::parse_command(&args, &env) {
         Ok(Command::Run(config, warnings)) => (config, warnings),
@@ -201,7 +211,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         eprintln!("braid: warning: {setting} is accepted for compatibility but not supported; ignoring it");
     }
     check_not_etcd_data_dir(&config.data_dir)?;
-    let storage_path = config.data_dir.join("braid");
+    let storage_path = config.data_dir.join(STORAGE_DIR);
     let fresh = !storage_path.exists();
     std::fs::create_dir_all(&storage_path)
         .map_err(|error| format!("cannot create data dir {}: {error}", storage_path.display()))?;
@@ -248,7 +258,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         max_request_bytes: config.max_request_bytes as usize,
         request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
         wal: WalOptions::default(),
-        page_size: 4096,
+        page_size: PAGE_SIZE,
         seed: membership.id.0 ^ std::process::id() as u64,
         membership: MembershipOptions {
             name: config.name.clone(),
@@ -256,6 +266,14 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             initial_members: membership.initial_members,
             cluster_token: config.initial_cluster_token.clone(),
             strict_reconfig_check: config.strict_reconfig_check,
+        },
+        maintenance: MaintenanceOptions {
+            quota_backend_bytes: config.quota_backend_bytes_effective(),
+            auto_compaction: match config.auto_compaction().map_err(|error| error.message)? {
+                AutoCompaction::Disabled => AutoCompactionPolicy::Disabled,
+                AutoCompaction::Periodic(window) => AutoCompactionPolicy::Periodic(window),
+                AutoCompaction::Revision(count) => AutoCompactionPolicy::Revision(count),
+            },
         },
         lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
     };

@@ -62,6 +62,7 @@ fn snapshot_restores_identical_writable_tree() {
             let (_store, tree, mut model) = random_tree(&mut rng, page_size, 8).await;
             let read = tree.read().expect("read");
             let mut stream = read.snapshot();
+            let total_bytes = stream.total_bytes().expect("total bytes");
             let snapshot_model = model.clone();
             // Half the stream now, then the writer rewrites most of the tree,
             // then the rest: the stream still shows its commit.
@@ -73,6 +74,11 @@ fn snapshot_restores_identical_writable_tree() {
             }
             write.commit().await.expect("commit");
             pages.extend(stream.collect::<Result<Vec<_>, _>>().expect("stream"));
+            assert_eq!(
+                (pages.len() * page_size) as u64,
+                total_bytes,
+                "seed {seed}: total_bytes announced before streaming"
+            );
 
             let restored = restore(&mut rng, page_size, &stream_bytes(&pages))
                 .await

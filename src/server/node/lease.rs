@@ -21,7 +21,7 @@ use crate::io::{Clock, Dir};
 use crate::mvcc::WriteBatch;
 use crate::mvcc::{Backend, LeaseId, MvccStore, WriteRequest, WriteResponse};
 use crate::raft::{NodeId, Role};
-use crate::server::handle::ServerError;
+use crate::server::handle::{self, ServerError};
 use crate::server::lessor::{
     self, Applied, LeaseCommand, LeaseError, LeaseQuery, LeaseRequest, LeaseResponse, LeaseStatus, Lessor,
     LessorOptions, CHECKPOINT_BATCH_MAX, MAX_LEASE_TTL_SECONDS, REVOKES_PER_SECOND,
@@ -91,11 +91,11 @@ impl LeaseState {
     }
 
     /// An entry at or below the applied index after a restart: mvcc skips it,
-    /// and the lease table loaded from disk already holds its effect.
+    /// and the lease table (and alarms) loaded from disk already hold its effect.
     pub(super) fn already_applied(&self, command: Command) -> Applied {
         let request = match command {
             Command::Write(request) => request,
-            Command::Lease(_) => WriteRequest::Noop,
+            Command::Lease(_) | Command::Alarm(_) => WriteRequest::Noop,
         };
         Applied {
             request,
@@ -147,7 +147,9 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         self.propose(command, write_reply, deadline_ns);
         tokio::spawn(async move {
             let result = match applied.await {
-                Ok(result) => result.map(|(response, header)| (answer(response), header)),
+                Ok(Ok((handle::Applied::Write(response), header))) => Ok((answer(response), header)),
+                Ok(Ok((other, _))) => panic!("the node answered a lease command with {other:?}"),
+                Ok(Err(error)) => Err(error),
                 Err(_) => Err(ServerError::Stopped),
             };
             let _ = reply.send(result);
