@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::process::{etcdctl, require_tool, Server, BRAID, ETCD, ETCDCTL};
+use support::process::{differing_steps, etcdctl, require_tool, Server, BRAID, ETCD, ETCDCTL};
 
 /// Steps of the script; `LEASE` stands for the id the first grant returned.
 const SCRIPT: &[&str] = &[
@@ -112,12 +112,7 @@ fn etcdctl_lease_commands_match_etcd() {
     if std::env::var_os("BRAID_SHOW_TRANSCRIPT").is_some() {
         println!("{}", actual.join("\n"));
     }
-    let differences: Vec<String> = expected
-        .iter()
-        .zip(&actual)
-        .filter(|(expected, actual)| expected != actual)
-        .map(|(expected, actual)| format!("--- etcd\n{expected}\n--- braid\n{actual}"))
-        .collect();
+    let differences = differing_steps(&expected, &actual);
     assert!(
         differences.is_empty(),
         "{} of {} etcdctl lease steps differ:\n{}\nbraid log:\n{}",

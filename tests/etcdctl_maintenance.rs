@@ -10,7 +10,7 @@
 
 mod support;
 
-use support::process::{etcdctl, require_tool, start_cluster, temp_dir, Server, ETCD, ETCDCTL};
+use support::process::{differing_steps, etcdctl, require_tool, start_cluster, temp_dir, Server, ETCD, ETCDCTL};
 
 fn all_endpoints(members: &[Server]) -> String {
     members.iter().map(Server::endpoint).collect::<Vec<_>>().join(",")
@@ -88,12 +88,7 @@ fn etcdctl_maintenance_output_matches_etcd_on_three_members() {
         println!("{}", actual.join("\n"));
     }
     assert_eq!(expected.len(), actual.len());
-    let differences: Vec<String> = expected
-        .iter()
-        .zip(&actual)
-        .filter(|(expected, actual)| expected != actual)
-        .map(|(expected, actual)| format!("--- etcd\n{expected}\n--- braid\n{actual}"))
-        .collect();
+    let differences = differing_steps(&expected, &actual);
     assert!(
         differences.is_empty(),
         "{} steps differ:\n{}\nbraid log:\n{}",

@@ -222,3 +222,14 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// The steps of two etcdctl transcripts that differ, each as `--- etcd` /
+/// `--- braid` text for an assertion message.
+pub fn differing_steps(expected: &[String], actual: &[String]) -> Vec<String> {
+    expected
+        .iter()
+        .zip(actual)
+        .filter(|(expected, actual)| expected != actual)
+        .map(|(expected, actual)| format!("--- etcd\n{expected}\n--- braid\n{actual}"))
+        .collect()
+}
