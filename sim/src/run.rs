@@ -69,12 +69,7 @@ impl RunReport {
 }
 
 fn history_digest(history: &History) -> u64 {
-    let text = history.to_jsonl_string();
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for byte in text.bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    braid::server::hooks::digest(&[history.to_jsonl_string().as_bytes()])
 }
 
 /// The scenario; runs inside a madsim runtime seeded with `seed`.

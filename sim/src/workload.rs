@@ -284,25 +284,19 @@ async fn perform(kv: &mut KvClient<tonic::transport::Channel>, op: &str, input: 
             let kvs: Vec<Value> = response.kvs.iter().map(key_value_json).collect();
             json!({"revision": response.header.map_or(0, |header| header.revision), "kvs": kvs, "count": response.count})
         }),
-        "write" => {
+        "write" | "put" => {
             let request = PutRequest {
                 key: text(&input["key"]),
                 value: text(&input["value"]),
                 ..PutRequest::default()
             };
+            // The register model reads the write's revision as `mod_revision`,
+            // the whole-store model as the header `revision`.
+            let field = if op == "write" { "mod_revision" } else { "revision" };
             kv.put(request).await.map(|response| {
-                json!({"mod_revision": response.into_inner().header.map_or(0, |header| header.revision)})
+                let revision = response.into_inner().header.map_or(0, |header| header.revision);
+                json!({ field: revision })
             })
-        }
-        "put" => {
-            let request = PutRequest {
-                key: text(&input["key"]),
-                value: text(&input["value"]),
-                ..PutRequest::default()
-            };
-            kv.put(request)
-                .await
-                .map(|response| json!({"revision": response.into_inner().header.map_or(0, |header| header.revision)}))
         }
         "delete" => {
             let request = DeleteRangeRequest {

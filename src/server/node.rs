@@ -573,18 +573,17 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         let mut membership_changed = false;
         let mut digests = Vec::new();
         let mut batch_consults_leases = false;
+        let mut alarms_changed = false;
         for entry in entries {
-            membership_changed |=
-                entry.kind == EntryKind::ConfChange || super::membership::is_attribute_entry(&entry.data);
+            let attributes = entry.kind == EntryKind::Normal && super::membership::is_attribute_entry(&entry.data);
+            membership_changed |= entry.kind == EntryKind::ConfChange || attributes;
             let position = ConsistentIndex {
                 index: entry.index.0,
                 term: entry.term.0,
             };
             let (command, origin) = match entry.kind {
                 // Member attribute entries (first byte 0xC1) are not client proposals.
-                EntryKind::Normal if super::membership::is_attribute_entry(&entry.data) => {
-                    (Command::Write(WriteRequest::Noop), None)
-                }
+                EntryKind::Normal if attributes => (Command::Write(WriteRequest::Noop), None),
                 EntryKind::Normal if !entry.data.is_empty() => {
                     let decoded = proposal::decode(entry.data.clone()).map_err(|error| NodeError::CorruptEntry {
                         index: entry.index.0,
@@ -608,6 +607,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 let lessor::Applied { request, extra, .. } = self.leases.already_applied(command);
                 (request, extra, None)
             } else {
+                alarms_changed |= matches!(command, Command::Alarm(_));
                 // Alarms first: a command they refuse must not reach the lessor either.
                 match screen_command(&mut self.alarms, command) {
                     Screened::Decided { extra, answer } => (WriteRequest::Noop, extra, Some(answer)),
@@ -634,6 +634,10 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             origins.push((origin, answer));
         }
         self.apply_batch(batch, origins, digests).await?;
+        // The API refuses writes by the published alarms: publish once they are durable.
+        if alarms_changed {
+            self.handle.publish_alarms(self.alarms.clone());
+        }
         if membership_changed {
             self.after_member_apply();
         }
@@ -662,7 +666,6 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         if let Some(observer) = &self.observer {
             report_applied(observer.as_ref(), self.options.id, &digests, &outcomes);
         }
-        self.handle.publish_alarms(self.alarms.clone());
         for (outcome, (origin, decided)) in outcomes.into_iter().zip(origins) {
             let Some((origin, id)) = origin else { continue };
             if origin != self.options.id.0 {
