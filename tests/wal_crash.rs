@@ -36,7 +36,7 @@ impl State {
     fn from_recovered(recovered: &Recovered) -> State {
         State {
             hard_state: recovered.hard_state,
-            snapshot_marker: recovered.snapshot_marker,
+            snapshot_marker: recovered.snapshot_marker.clone(),
             entries: recovered.entries.clone(),
         }
     }
@@ -50,14 +50,14 @@ impl State {
             Op::Hard(hard_state) => self.hard_state = Some(*hard_state),
             Op::Marker(marker) => {
                 self.entries.retain(|kept| kept.index > marker.index);
-                self.snapshot_marker = Some(*marker);
+                self.snapshot_marker = Some(marker.clone());
             }
             Op::Truncate(from_index) => self.entries.retain(|kept| kept.index < *from_index),
         }
     }
 
     fn snapshot_index(&self) -> u64 {
-        self.snapshot_marker.map_or(0, |marker| marker.index)
+        self.snapshot_marker.as_ref().map_or(0, |marker| marker.index)
     }
 }
 
@@ -137,8 +137,12 @@ async fn cycle(
             }
             50..=56 => {
                 let index = rng.gen_range(snapshot_index..=last_index);
-                let marker = SnapshotMarker { index, term };
-                wal.append_snapshot_marker(marker).await.expect("marker");
+                let marker = SnapshotMarker {
+                    index,
+                    term,
+                    payload: Bytes::copy_from_slice(&index.to_le_bytes()),
+                };
+                wal.append_snapshot_marker(marker.clone()).await.expect("marker");
                 push(&mut model, &mut ops, [Op::Marker(marker)]);
                 if rng.gen_bool(0.7) {
                     let removed = wal.compact(rng.gen_range(0..=index)).await.expect("compact");

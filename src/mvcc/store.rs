@@ -196,75 +196,8 @@ impl<B: Backend> MvccStore<B> {
     /// key bucket (etcd's `restore`). A compaction that was scheduled but not physically
     /// finished is resumed by `compaction_step`/`finish_compaction`.
     pub async fn open(backend: B, config: MvccConfig) -> Result<Self, BackendError> {
-        let snapshot = backend.read();
-        let consistent_index = match snapshot.get(&meta_key(META_CONSISTENT_INDEX))? {
-            Some(value) => decode_consistent_index(&value)?,
-            None => ConsistentIndex::default(),
-        };
-        let read_meta_i64 = |name: &[u8]| -> Result<i64, BackendError> {
-            snapshot
-                .get(&meta_key(name))?
-                .map_or(Ok(-1), |value| decode_i64(&value))
-        };
-        let scheduled = read_meta_i64(META_SCHEDULED_COMPACT)?;
-        let finished = read_meta_i64(META_FINISHED_COMPACT)?;
-
-        let mut index = KeyIndex::new();
-        let mut last_revision = 1;
-        let mut failure = None;
-        let (start, end) = Bucket::Key.bounds();
-        snapshot.scan(&start, &end, &mut |raw_key, value| {
-            let restored = decode_revision_raw_key(raw_key).and_then(|revision| {
-                let entry = decode_entry(revision, &Bytes::copy_from_slice(value))?;
-                Ok((revision, entry))
-            });
-            match restored {
-                Ok((revision, StoredEntry::Put(kv))) => {
-                    index.restore_put(&kv.key, kv.create_revision.0, revision, kv.version, kv.lease);
-                    last_revision = revision.main;
-                    ControlFlow::Continue(())
-                }
-                Ok((revision, StoredEntry::Tombstone(key))) => {
-                    index.restore_tombstone(&key, revision);
-                    last_revision = revision.main;
-                    ControlFlow::Continue(())
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    ControlFlow::Break(())
-                }
-            }
-        })?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-
-        let compact_revision = scheduled.max(finished);
-        if compact_revision > 0 {
-            index.compact(compact_revision);
-        }
-        // A compaction may have removed every entry of the newest revisions (etcd #17780).
-        let revision = last_revision.max(compact_revision).max(1);
-        let mut state = IndexState {
-            index,
-            revision,
-            compact_revision,
-            consistent_index,
-            leases: BTreeMap::new(),
-        };
-        let mut attachments = Vec::new();
-        state
-            .index
-            .visit_all_alive(revision, |key, _| attachments.push(key.clone()));
-        for key in attachments {
-            let lease = state.index.latest_lease(&key);
-            state.attach(lease, &key);
-        }
-        let physical = (scheduled > finished).then_some(PhysicalCompaction {
-            revision: scheduled,
-            cursor: RevisionKey::default(),
-        });
-        drop(snapshot);
+        let (state, physical) = load_state(&backend.read())?;
+        let revision = state.revision;
         Ok(MvccStore {
             shared: Arc::new(Shared {
                 backend,
@@ -275,6 +208,24 @@ impl<B: Backend> MvccStore<B> {
                 failure: Mutex::new(None),
             }),
         })
+    }
+
+    /// Replaces the whole state with `source`'s (a snapshot from the Raft leader, which is
+    /// ahead of this store), in one backend commit: only entries that differ are written.
+    /// Watchers then catch up from history, as etcd moves them to its unsynced group on
+    /// restore; one whose next revision was compacted away in `source` is canceled.
+    pub async fn install_snapshot(&self, source: &impl BackendRead) -> Result<(), BackendError> {
+        let mut writer = self.shared.writer.lock().await;
+        self.shared.check_healthy()?;
+        let batch = difference(&self.shared.backend.read(), source)?;
+        CommitGuard::new(&self.shared).commit(batch).await?;
+        let (state, physical) = load_state(&self.shared.backend.read())?;
+        writer.physical = physical;
+        let mut watches = self.shared.watches();
+        let revision = state.revision;
+        *self.shared.write_state() = state;
+        watches.restored(revision);
+        Ok(())
     }
 
     /// Prepares a backend restored from a snapshot to start a new cluster: its consistent
@@ -493,4 +444,110 @@ fn revisions_at_or_below(index: &KeyIndex, at: i64) -> BTreeSet<RevisionKey> {
         });
     }
     kept
+}
+
+/// Rebuilds the in-memory state from a backend snapshot (etcd's `restore`): the key index and
+/// lease attachments from the key bucket, the compaction still to finish physically.
+fn load_state(snapshot: &impl BackendRead) -> Result<(IndexState, Option<PhysicalCompaction>), BackendError> {
+    let consistent_index = match snapshot.get(&meta_key(META_CONSISTENT_INDEX))? {
+        Some(value) => decode_consistent_index(&value)?,
+        None => ConsistentIndex::default(),
+    };
+    let read_meta_i64 = |name: &[u8]| -> Result<i64, BackendError> {
+        snapshot
+            .get(&meta_key(name))?
+            .map_or(Ok(-1), |value| decode_i64(&value))
+    };
+    let scheduled = read_meta_i64(META_SCHEDULED_COMPACT)?;
+    let finished = read_meta_i64(META_FINISHED_COMPACT)?;
+
+    let mut index = KeyIndex::new();
+    let mut last_revision = 1;
+    let mut failure = None;
+    let (start, end) = Bucket::Key.bounds();
+    snapshot.scan(&start, &end, &mut |raw_key, value| {
+        let restored = decode_revision_raw_key(raw_key).and_then(|revision| {
+            let entry = decode_entry(revision, &Bytes::copy_from_slice(value))?;
+            Ok((revision, entry))
+        });
+        match restored {
+            Ok((revision, StoredEntry::Put(kv))) => {
+                index.restore_put(&kv.key, kv.create_revision.0, revision, kv.version, kv.lease);
+                last_revision = revision.main;
+                ControlFlow::Continue(())
+            }
+            Ok((revision, StoredEntry::Tombstone(key))) => {
+                index.restore_tombstone(&key, revision);
+                last_revision = revision.main;
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                failure = Some(error);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+
+    let compact_revision = scheduled.max(finished);
+    if compact_revision > 0 {
+        index.compact(compact_revision);
+    }
+    // A compaction may have removed every entry of the newest revisions (etcd #17780).
+    let revision = last_revision.max(compact_revision).max(1);
+    let mut state = IndexState {
+        index,
+        revision,
+        compact_revision,
+        consistent_index,
+        leases: BTreeMap::new(),
+    };
+    let mut attachments = Vec::new();
+    state
+        .index
+        .visit_all_alive(revision, |key, _| attachments.push(key.clone()));
+    for key in attachments {
+        let lease = state.index.latest_lease(&key);
+        state.attach(lease, &key);
+    }
+    let physical = (scheduled > finished).then_some(PhysicalCompaction {
+        revision: scheduled,
+        cursor: RevisionKey::default(),
+    });
+    Ok((state, physical))
+}
+
+/// The batch that turns `current`'s entries into `source`'s.
+fn difference(current: &impl BackendRead, source: &impl BackendRead) -> Result<WriteBatch, BackendError> {
+    let (start, end) = ([0u8], [0xffu8; 2]);
+    let mut batch = WriteBatch::new();
+    let mut failure = None;
+    source.scan(&start, &end, &mut |key, value| match current.get(key) {
+        Ok(Some(existing)) if existing == value => ControlFlow::Continue(()),
+        Ok(_) => {
+            batch.put(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+            ControlFlow::Continue(())
+        }
+        Err(error) => {
+            failure = Some(error);
+            ControlFlow::Break(())
+        }
+    })?;
+    current.scan(&start, &end, &mut |key, _| match source.get(key) {
+        Ok(Some(_)) => ControlFlow::Continue(()),
+        Ok(None) => {
+            batch.delete(Bytes::copy_from_slice(key));
+            ControlFlow::Continue(())
+        }
+        Err(error) => {
+            failure = Some(error);
+            ControlFlow::Break(())
+        }
+    })?;
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(batch),
+    }
 }

@@ -188,6 +188,21 @@ impl WatchRegistry {
         self.ranges.remove(&id);
     }
 
+    /// The store's state was replaced by a snapshot at `revision`: revisions between what was
+    /// delivered and it produced no live events, so every synced watcher catches up from
+    /// history (from its own next revision) before it is live again.
+    pub(crate) fn restored(&mut self, revision: i64) {
+        for watcher in self.watchers.values() {
+            let mut state = watcher.lock();
+            if state.mode == Mode::Synced {
+                state.mode = Mode::Unsynced;
+                drop(state);
+                watcher.notify.notify_one();
+            }
+        }
+        self.delivered = self.delivered.max(revision);
+    }
+
     /// Offers each new revision's events to the synced watchers whose range they touch.
     pub(crate) fn deliver(&mut self, events: Vec<(i64, Vec<Event>)>, revision: i64) {
         for (event_revision, revision_events) in events {

@@ -386,7 +386,12 @@ impl Raft {
         }
         let conf = meta.conf_state.clone();
         let next = meta.index.next();
-        self.log.restore(snapshot.clone());
+        // The log keeps only the position: the image goes to the caller once,
+        // and a leader's snapshots carry the caller's current image anyway.
+        self.log.restore(Snapshot {
+            meta: snapshot.meta.clone(),
+            data: Bytes::new(),
+        });
         self.tracker.set_conf(conf, next);
         self.pending_snapshot = Some(snapshot);
         true

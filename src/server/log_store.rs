@@ -4,11 +4,13 @@
 //! The WAL knows bytes, not Raft: an entry's kind travels as the first byte of
 //! its WAL payload.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::io::Dir;
-use crate::raft::{Entry, EntryKind, HardState, Index, NodeId, Persisted, Ready, Term};
-use crate::wal::{self, Recovered, Wal, WalEntry, WalError, WalOptions};
+use crate::raft::{
+    ConfState, Entry, EntryKind, HardState, Index, NodeId, Persisted, Ready, Snapshot, SnapshotMeta, Term,
+};
+use crate::wal::{self, Recovered, SnapshotMarker, Wal, WalEntry, WalError, WalOptions};
 
 const KIND_NORMAL: u8 = 0;
 const KIND_CONF_CHANGE: u8 = 1;
@@ -58,12 +60,22 @@ impl<D: Dir> LogStore<D> {
             entries,
             repairs: _,
         } = recovered;
-        if snapshot_marker.is_some() {
-            // Log compaction arrives with snapshots; until then no marker is ever written.
-            return Err(WalError::Failed(
-                "this WAL holds a snapshot marker, which this braid version cannot restore".to_string(),
-            ));
-        }
+        let snapshot = match snapshot_marker {
+            None => Snapshot::default(),
+            Some(marker) => Snapshot {
+                meta: SnapshotMeta {
+                    index: Index(marker.index),
+                    term: Term(marker.term),
+                    conf_state: decode_conf_state(marker.payload).ok_or_else(|| {
+                        WalError::Failed(format!(
+                            "the snapshot marker at {} holds no readable configuration",
+                            marker.index
+                        ))
+                    })?,
+                },
+                data: Bytes::new(),
+            },
+        };
         let entries = entries.into_iter().map(from_wal).collect::<Result<Vec<_>, _>>()?;
         let hard_state = hard_state.map_or(HardState::default(), |state| HardState {
             term: Term(state.term),
@@ -72,6 +84,7 @@ impl<D: Dir> LogStore<D> {
         });
         let persisted = Persisted {
             hard_state,
+            snapshot,
             entries,
             ..Persisted::default()
         };
@@ -84,6 +97,23 @@ impl<D: Dir> LogStore<D> {
             self.wal.sync().await?;
         }
         Ok(())
+    }
+
+    /// Makes the log start after `meta` (a snapshot received from the leader
+    /// and already durable in the data directory): everything after it goes
+    /// (it may disagree with the leader), everything up to it is covered.
+    pub async fn install_snapshot(&self, meta: &SnapshotMeta) -> Result<(), WalError> {
+        self.wal.truncate_suffix(meta.index.0 + 1).await?;
+        self.wal.append_snapshot_marker(marker(meta)).await?;
+        self.wal.sync().await
+    }
+
+    /// Records that the state machine covers the log through `meta` (durably:
+    /// the caller made sure) and removes the segments it makes unnecessary.
+    /// Returns how many segments were removed.
+    pub async fn compact(&self, meta: &SnapshotMeta) -> Result<usize, WalError> {
+        self.wal.append_snapshot_marker(marker(meta)).await?;
+        self.wal.compact(meta.index.0).await
     }
 
     /// Queues `ready`'s records without making them durable. Only a planted
@@ -101,5 +131,62 @@ impl<D: Dir> LogStore<D> {
         self.wal.append(&entries, hard_state).await?;
         self.wal.flush().await?;
         Ok(true)
+    }
+}
+
+fn marker(meta: &SnapshotMeta) -> SnapshotMarker {
+    SnapshotMarker {
+        index: meta.index.0,
+        term: meta.term.0,
+        payload: encode_conf_state(&meta.conf_state),
+    }
+}
+
+/// Voters then learners, each a little-endian u32 count and u64 member IDs.
+fn encode_conf_state(conf: &ConfState) -> Bytes {
+    let mut bytes = BytesMut::with_capacity(8 + 8 * (conf.voters.len() + conf.learners.len()));
+    for group in [&conf.voters, &conf.learners] {
+        bytes.put_u32_le(group.len() as u32);
+        for member in group {
+            bytes.put_u64_le(member.0);
+        }
+    }
+    bytes.freeze()
+}
+
+fn decode_conf_state(mut bytes: Bytes) -> Option<ConfState> {
+    let mut groups = [Vec::new(), Vec::new()];
+    for group in &mut groups {
+        if bytes.remaining() < 4 {
+            return None;
+        }
+        let count = bytes.get_u32_le() as usize;
+        if bytes.remaining() < count.checked_mul(8)? {
+            return None;
+        }
+        group.extend((0..count).map(|_| NodeId(bytes.get_u64_le())));
+    }
+    let [voters, learners] = groups;
+    (!bytes.has_remaining()).then(|| ConfState::new(voters, learners))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_survive_the_marker_payload() {
+        let conf = ConfState::new([NodeId(3), NodeId(1)], [NodeId(9)]);
+        assert_eq!(decode_conf_state(encode_conf_state(&conf)), Some(conf));
+        assert_eq!(
+            decode_conf_state(encode_conf_state(&ConfState::default())),
+            Some(ConfState::default())
+        );
+        let encoded = encode_conf_state(&ConfState::new([NodeId(1)], []));
+        assert_eq!(decode_conf_state(encoded.slice(..encoded.len() - 1)), None);
+        let mut longer = encoded.to_vec();
+        longer.push(0);
+        assert_eq!(decode_conf_state(Bytes::from(longer)), None);
+        assert_eq!(decode_conf_state(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff])), None);
     }
 }

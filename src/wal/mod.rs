@@ -82,10 +82,13 @@ pub struct HardState {
 }
 
 /// Says a snapshot covers the log through `index`; entries up to it are not replayed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnapshotMarker {
     pub index: u64,
     pub term: u64,
+    /// Opaque to the WAL (Raft's configuration at `index`); carried into every
+    /// new segment's header with the marker.
+    pub payload: Bytes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,7 +273,7 @@ impl<D: Dir> Wal<D> {
             kind: RecordKind::SnapshotMarker,
             index: marker.index,
             term: marker.term,
-            payload: Bytes::new(),
+            payload: marker.payload,
         };
         self.queue(vec![record]).await
     }
@@ -526,10 +529,7 @@ fn rule_problem(state: &LogState, record: &PendingRecord) -> Option<String> {
     match record.kind {
         RecordKind::Entry => state.entry_problem(record.index),
         RecordKind::Truncate => state.truncate_problem(record.index),
-        RecordKind::SnapshotMarker => state.marker_problem(SnapshotMarker {
-            index: record.index,
-            term: record.term,
-        }),
+        RecordKind::SnapshotMarker => state.marker_problem(record.index),
         RecordKind::HardState | RecordKind::SegmentHeader => None,
     }
 }
@@ -541,6 +541,7 @@ fn apply_to_state(state: &mut LogState, record: &PendingRecord) {
         RecordKind::SnapshotMarker => state.apply_marker(SnapshotMarker {
             index: record.index,
             term: record.term,
+            payload: record.payload.clone(),
         }),
         RecordKind::HardState => {
             let vote = u64::from_le_bytes(record.payload[..].try_into().expect("a hard state payload is its vote"));
@@ -588,12 +589,12 @@ fn opening_records(sequence: u64, first_index: u64, state: &LogState) -> Bytes {
             payload: Bytes::copy_from_slice(&hard_state.vote.to_le_bytes()),
         });
     }
-    if let Some(marker) = state.snapshot_marker {
+    if let Some(marker) = &state.snapshot_marker {
         records.push(PendingRecord {
             kind: RecordKind::SnapshotMarker,
             index: marker.index,
             term: marker.term,
-            payload: Bytes::new(),
+            payload: marker.payload.clone(),
         });
     }
     let mut buffer = BytesMut::new();

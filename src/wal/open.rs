@@ -184,7 +184,7 @@ pub(super) async fn open<D: Dir>(dir: D, options: WalOptions) -> Result<(Wal<D>,
 
     let recovered = Recovered {
         hard_state: replay.state.hard_state,
-        snapshot_marker: replay.state.snapshot_marker,
+        snapshot_marker: replay.state.snapshot_marker.clone(),
         entries: std::mem::take(&mut replay.entries),
         repairs,
     };

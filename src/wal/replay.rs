@@ -18,7 +18,7 @@ pub(crate) struct LogState {
 
 impl LogState {
     pub fn snapshot_index(&self) -> u64 {
-        self.snapshot_marker.map_or(0, |marker| marker.index)
+        self.snapshot_marker.as_ref().map_or(0, |marker| marker.index)
     }
 
     /// Why an entry at `index` may not be appended now, if it may not.
@@ -45,11 +45,10 @@ impl LogState {
         })
     }
 
-    pub fn marker_problem(&self, marker: SnapshotMarker) -> Option<String> {
-        (marker.index < self.snapshot_index()).then(|| {
+    pub fn marker_problem(&self, index: u64) -> Option<String> {
+        (index < self.snapshot_index()).then(|| {
             format!(
-                "snapshot marker {} is older than the snapshot at {}",
-                marker.index,
+                "snapshot marker {index} is older than the snapshot at {}",
                 self.snapshot_index()
             )
         })
@@ -109,8 +108,9 @@ impl Replay {
                 let marker = SnapshotMarker {
                     index: header.index,
                     term: header.term,
+                    payload,
                 };
-                if let Some(problem) = self.state.marker_problem(marker) {
+                if let Some(problem) = self.state.marker_problem(marker.index) {
                     return Err(problem);
                 }
                 let covered = self.entries.partition_point(|entry| entry.index <= marker.index);

@@ -71,9 +71,13 @@ async fn a_reopened_wal_returns_what_was_written() {
     .await
     .unwrap();
     wal.append_entries(&entries(4..=5, 2)).await.unwrap();
-    wal.append_snapshot_marker(SnapshotMarker { index: 2, term: 1 })
-        .await
-        .unwrap();
+    wal.append_snapshot_marker(SnapshotMarker {
+        index: 2,
+        term: 1,
+        payload: Bytes::from_static(b"conf"),
+    })
+    .await
+    .unwrap();
     wal.sync().await.unwrap();
     assert_eq!(wal.last_index(), 5);
     drop(wal);
@@ -87,7 +91,14 @@ async fn a_reopened_wal_returns_what_was_written() {
             commit: 2
         })
     );
-    assert_eq!(recovered.snapshot_marker, Some(SnapshotMarker { index: 2, term: 1 }));
+    assert_eq!(
+        recovered.snapshot_marker,
+        Some(SnapshotMarker {
+            index: 2,
+            term: 1,
+            payload: Bytes::from_static(b"conf")
+        })
+    );
     let mut expected = entries(3..=3, 1);
     expected.extend(entries(4..=5, 2));
     assert_eq!(recovered.entries, expected);
@@ -146,9 +157,13 @@ async fn rotation_and_compaction_keep_state_across_removed_segments() {
     let sequences: Vec<u64> = names.iter().map(|name| parse_segment_name(name).unwrap().0).collect();
     assert_eq!(sequences, (1..=names.len() as u64).collect::<Vec<_>>());
 
-    wal.append_snapshot_marker(SnapshotMarker { index: 30, term: 3 })
-        .await
-        .unwrap();
+    wal.append_snapshot_marker(SnapshotMarker {
+        index: 30,
+        term: 3,
+        payload: Bytes::new(),
+    })
+    .await
+    .unwrap();
     let removed = wal.compact(30).await.unwrap();
     assert!(removed >= 2, "removed {removed} of {names:?}");
     let remaining = wal.segment_names().await;
@@ -169,7 +184,14 @@ async fn rotation_and_compaction_keep_state_across_removed_segments() {
         }),
         "carried in headers"
     );
-    assert_eq!(recovered.snapshot_marker, Some(SnapshotMarker { index: 30, term: 3 }));
+    assert_eq!(
+        recovered.snapshot_marker,
+        Some(SnapshotMarker {
+            index: 30,
+            term: 3,
+            payload: Bytes::new()
+        })
+    );
     assert_eq!(recovered.entries, entries(31..=40, 3));
     assert!(!dir.list().unwrap().contains(&names[0]));
 }
