@@ -58,6 +58,35 @@ fn ip_of(index: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8))
 }
 
+/// How often members compact their logs. Most seeds compact every few dozen
+/// or hundred entries, keeping few, so members that were down or cut off
+/// catch up by snapshot; some keep etcd's defaults (which a run never reaches).
+#[derive(Clone, Copy, Debug)]
+struct LogCompaction {
+    snapshot_count: u64,
+    catchup_entries: u64,
+    segment_size_bytes: u64,
+}
+
+impl LogCompaction {
+    fn for_seed(seed: u64) -> LogCompaction {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5a95_0c07);
+        if rng.gen_bool(0.2) {
+            return LogCompaction {
+                snapshot_count: 100_000,
+                catchup_entries: braid::server::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+                segment_size_bytes: WalOptions::default().segment_size_bytes,
+            };
+        }
+        LogCompaction {
+            snapshot_count: [16, 64, 256][rng.gen_range(0..3)],
+            catchup_entries: [0, 4, 32][rng.gen_range(0..3)],
+            segment_size_bytes: [4096, 65_536][rng.gen_range(0..2)],
+        }
+    }
+}
+
 impl Cluster {
     /// Creates and starts `size` members.
     pub fn start(size: u64, seed: u64) -> Cluster {
@@ -67,6 +96,7 @@ impl Cluster {
         let invariants = Arc::new(Invariants::default());
         let origin = tokio::time::Instant::now();
         let mut members = BTreeMap::new();
+        let compaction = LogCompaction::for_seed(seed);
         for id in &ids {
             let ip = ip_of(id.0);
             let disk = MemDir::new();
@@ -90,12 +120,17 @@ impl Cluster {
                 pre_vote: true,
                 max_request_bytes: 1_572_864,
                 request_timeout: Duration::from_secs(7),
-                wal: WalOptions::default(),
+                wal: WalOptions {
+                    segment_size_bytes: compaction.segment_size_bytes,
+                    ..WalOptions::default()
+                },
                 page_size: 4096,
                 seed: seed ^ id.0,
                 membership: MembershipOptions::default(),
                 maintenance: Default::default(),
                 lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
+                snapshot_count: compaction.snapshot_count,
+                snapshot_catchup_entries: compaction.catchup_entries,
             };
             let node_disk = disk.clone();
             let node_clock = clock.clone();

@@ -38,6 +38,7 @@ struct State {
     violations: Vec<String>,
     violation_count: usize,
     evaluations: u64,
+    snapshots_installed: u64,
 }
 
 impl State {
@@ -65,6 +66,11 @@ impl Invariants {
     /// How many invariant evaluations ran.
     pub fn evaluations(&self) -> u64 {
         self.state.lock().unwrap().evaluations
+    }
+
+    /// How many snapshots members installed from their leader.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.state.lock().unwrap().snapshots_installed
     }
 }
 
@@ -132,6 +138,21 @@ impl NodeObserver for Invariants {
                     }
                 }
             }
+        }
+    }
+
+    fn installed_snapshot(&self, member: NodeId, applied: u64) {
+        let mut state = self.state.lock().unwrap();
+        state.evaluations += 1;
+        state.snapshots_installed += 1;
+        let view = state.members.entry(member).or_default();
+        let before = view.applied;
+        view.applied = before.max(applied);
+        if applied < before {
+            state.violate(format!(
+                "member {} installed a snapshot applied through {applied} after having applied {before}",
+                member.0
+            ));
         }
     }
 

@@ -216,6 +216,7 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     let fates = cluster.faults.counts();
     let counters: BTreeMap<String, u64> = [
         ("invariant-evaluations", cluster.invariants.evaluations()),
+        ("snapshots-installed", cluster.invariants.snapshots_installed()),
         ("serializable-reads", serializable_reads.len() as u64),
         ("load-seeds", u64::from(load)),
         (

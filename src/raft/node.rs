@@ -37,6 +37,12 @@ pub struct Config {
     /// member's name and URLs there); missing nodes get an empty context.
     /// Every bootstrapping node must pass the same map.
     pub bootstrap_contexts: BTreeMap<NodeId, Bytes>,
+    /// The caller streams its live state (as of its applied index) with every
+    /// snapshot message instead of the image it gave `compact`: snapshots are
+    /// then positioned at the applied index, with the configuration in force
+    /// there. The follower needs fewer entries afterwards, and a member added
+    /// after the last compaction finds itself in the snapshot's configuration.
+    pub live_snapshots: bool,
 }
 
 impl Config {
@@ -52,6 +58,7 @@ impl Config {
             max_apply_bytes: 64 * 1024 * 1024,
             seed: id.0,
             bootstrap_contexts: BTreeMap::new(),
+            live_snapshots: false,
         }
     }
 

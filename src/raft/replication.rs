@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use super::node::Raft;
 use super::progress::ProgressState;
-use super::types::{Entry, EntryKind, Index, Message, MessageKind, NodeId, RaftError, ReadState, Role, Snapshot, Term};
+use super::types::{
+    Entry, EntryKind, Index, Message, MessageKind, NodeId, RaftError, ReadState, Role, Snapshot, SnapshotMeta, Term,
+};
 
 impl Raft {
     pub(super) fn step_leader(&mut self, message: Message) {
@@ -178,7 +180,25 @@ impl Raft {
         if !progress.recent_active {
             return false;
         }
-        let snapshot = self.log.snapshot.clone();
+        let applied = self.log.applied_out;
+        let snapshot = if self.config.live_snapshots && applied > self.log.snapshot.meta.index {
+            Snapshot {
+                meta: SnapshotMeta {
+                    index: applied,
+                    term: self
+                        .log
+                        .term(applied)
+                        .expect("an applied index above the snapshot is in the log"),
+                    conf_state: self.conf_state_at(applied),
+                },
+                data: Bytes::new(),
+            }
+        } else {
+            self.log.snapshot.clone()
+        };
+        let Some(progress) = self.tracker.progress.get_mut(&to) else {
+            return false;
+        };
         progress.become_snapshot(snapshot.meta.index);
         let mut message = Message::new(MessageKind::Snapshot, self.id, to, self.term);
         message.snapshot = Some(snapshot);

@@ -61,6 +61,9 @@ pub trait NodeObserver: Send + Sync + 'static {
     fn applied(&self, member: NodeId, entry: AppliedEntry);
     /// The node finished a round of its loop.
     fn progress(&self, member: NodeId, progress: Progress);
+    /// The node replaced its state with a leader's snapshot, which had applied
+    /// through `applied`; entries up to it are not applied one by one.
+    fn installed_snapshot(&self, member: NodeId, applied: u64);
 }
 
 /// The optional seams, all off by default.

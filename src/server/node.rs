@@ -22,8 +22,10 @@
 
 mod lease;
 mod members;
+mod snapshot;
 
 pub use members::MembershipOptions;
+pub use snapshot::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -48,7 +50,7 @@ use crate::io::{Clock, Dir};
 use crate::mvcc::{
     ApplyEntry, ApplyOutcome, BTreeBackend, ConsistentIndex, MvccConfig, MvccStore, WriteRequest, WriteResponse,
 };
-use crate::raft::{self, ConfState, EntryKind, Index, NodeId, Raft, RaftError, Ready, Role};
+use crate::raft::{self, ConfState, EntryKind, Index, MessageKind, NodeId, Raft, RaftError, Ready, Role};
 use crate::wal::{WalError, WalOptions};
 
 /// etcd warns about an fdatasync slower than this.
@@ -94,6 +96,11 @@ pub struct NodeOptions {
     /// How often the leader checkpoints remaining lease TTLs through Raft
     /// (`lessor::DEFAULT_CHECKPOINT_INTERVAL`); `Duration::ZERO` turns it off.
     pub lease_checkpoint_interval: Duration,
+    /// `--snapshot-count`: applied entries between log compactions (`node/snapshot.rs`).
+    pub snapshot_count: u64,
+    /// Entries kept after a compaction for followers a little behind
+    /// (`DEFAULT_SNAPSHOT_CATCHUP_ENTRIES`).
+    pub snapshot_catchup_entries: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +174,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     let store = MvccStore::open(BTreeBackend::new(tree), mvcc_config)
         .await
         .map_err(|error| NodeError::State(error.to_string()))?;
+    snapshot::recover_incoming(&dir, &store, persisted.snapshot.meta.index.0, options.page_size).await?;
     let applied = store.consistent_index().index;
     let recovered_entries = persisted.entries.len();
     // The planted double-apply bug hands Raft an applied index a few entries
@@ -177,7 +185,10 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     } else {
         applied
     });
-    let last_logged = persisted.entries.last().map_or(0, |entry| entry.index.0);
+    let last_logged = persisted
+        .entries
+        .last()
+        .map_or(persisted.snapshot.meta.index.0, |entry| entry.index.0);
     if applied > last_logged && persisted.hard_state.commit.0 > 0 {
         return Err(NodeError::State(format!(
             "the state file has applied index {applied} but the WAL ends at {last_logged}: they do not belong together"
@@ -198,6 +209,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     config.check_quorum = true;
     config.seed = options.seed;
     config.max_inflight_messages = INFLIGHT_APPENDS;
+    config.live_snapshots = true;
     let raft = Raft::new(config, persisted, options.initial_conf.clone());
 
     let (events, event_inbox) = mpsc::unbounded_channel();
@@ -221,6 +233,8 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     let leases = lease::LeaseState::open(&options, &store, clock.wall_ns())?;
     let members = members::Members::new(members, options.membership.clone(), options.peer_urls.clone());
     let mut node = NodeLoop {
+        dir,
+        incoming: None,
         members,
         options,
         raft,
@@ -306,6 +320,10 @@ struct PendingRead {
 }
 
 struct NodeLoop<D: Dir, C: Clock> {
+    /// The data directory (snapshot images wait here while installing).
+    dir: D,
+    /// A received snapshot waiting for Raft to accept it (`node/snapshot.rs`).
+    incoming: Option<snapshot::IncomingImage>,
     members: members::Members,
     options: NodeOptions,
     raft: Raft,
@@ -373,14 +391,14 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                     self.tick_leases();
                 }
                 Event::Request(request) => self.handle_request(request),
-                Event::Transport(event) => self.handle_transport(event),
+                Event::Transport(event) => self.handle_transport(event).await,
             }
             // Take everything already queued: this is where batching happens.
             while let Ok(request) = requests.try_recv() {
                 self.handle_request(request);
             }
             while let Ok(event) = transport_events.try_recv() {
-                self.handle_transport(event);
+                self.handle_transport(event).await;
             }
             self.flush_proposals();
             self.start_read_round();
@@ -431,9 +449,15 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         (id, data)
     }
 
-    fn handle_transport(&mut self, event: TransportEvent) {
+    async fn handle_transport(&mut self, event: TransportEvent) {
         match event {
+            TransportEvent::Received(message) if message.kind == MessageKind::Snapshot => {
+                if let Some(message) = self.receive_snapshot(*message).await {
+                    self.raft.step(message);
+                }
+            }
             TransportEvent::Received(message) => self.raft.step(*message),
+            TransportEvent::SnapshotSent { to, delivered } => self.raft.report_snapshot(to, delivered),
             TransportEvent::Unreachable(peer) => self.raft.report_unreachable(peer),
             TransportEvent::Removed => self.learned_removal(),
             TransportEvent::LeaseQuery {
@@ -490,11 +514,14 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         if let Some(soft) = ready.soft_state {
             self.observe_soft_state(soft);
         }
-        assert!(
-            ready.snapshot.is_none(),
-            "received a Raft snapshot, but no member of this braid version compacts its log"
-        );
-        self.transport.send(std::mem::take(&mut ready.messages));
+        if let Some(snapshot) = ready.snapshot.take() {
+            self.install_snapshot(&snapshot).await?;
+        }
+        // Snapshots leave once this round is applied (`node/snapshot.rs`).
+        let (snapshots, messages): (Vec<_>, Vec<_>) = std::mem::take(&mut ready.messages)
+            .into_iter()
+            .partition(|message| message.kind == MessageKind::Snapshot);
+        self.transport.send(messages);
         self.readies += 1;
         if self.bugs.ack_before_fsync {
             self.transport.send(std::mem::take(&mut ready.persisted_messages));
@@ -520,12 +547,13 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             let took = Duration::from_nanos(self.clock.monotonic_ns().saturating_sub(started));
             self.handle.metrics().backend_commit.observe(took);
         }
+        self.send_snapshots(snapshots);
         for state in &ready.read_states {
             self.confirm_read(state);
         }
         self.release_applied_reads();
         self.raft.advance(&ready);
-        Ok(())
+        self.maybe_compact_log().await
     }
 
     fn observe_soft_state(&mut self, soft: raft::SoftState) {

@@ -36,8 +36,12 @@ const STREAM_BUFFER_BATCHES: usize = 2;
 const BATCH_FRAMES_MAX: u64 = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Snapshots travel inside one frame; allow them to be large.
+/// Raft messages travel inside one frame; allow them to be large.
 pub const FRAME_BYTES_MAX: usize = 1 << 30;
+/// Image bytes per `InstallSnapshot` chunk (gRPC's default message limit is 4 MiB).
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Chunks buffered ahead of the `InstallSnapshot` stream.
+const SNAPSHOT_BUFFER_CHUNKS: usize = 4;
 
 /// What the transport tells the node loop.
 #[derive(Debug)]
@@ -48,6 +52,8 @@ pub enum TransportEvent {
     Unreachable(NodeId),
     /// A peer refused our frames because this member was removed from the cluster.
     Removed,
+    /// A snapshot stream to `to` ended: taken by the follower, or not.
+    SnapshotSent { to: NodeId, delivered: bool },
     /// A follower forwarded a lease query to this member as the leader; answer
     /// once this member has applied `applied_index`.
     LeaseQuery {
@@ -218,6 +224,32 @@ impl Transport {
         }
     }
 
+    /// Streams `image` (the leader's state, in chunks of any size) after the
+    /// Snapshot `message` to its recipient, on a connection of its own so
+    /// appends and heartbeats to others are not held up; the node hears how it
+    /// went as `SnapshotSent`. An image read error ends the stream early (the
+    /// follower then refuses the incomplete image).
+    pub fn send_snapshot<I>(&self, message: Message, image: I)
+    where
+        I: Iterator<Item = Result<Bytes, String>> + Send + 'static,
+    {
+        let to = message.to;
+        let url = self.lock_peers().get(&to).map(|peer| peer.url.clone());
+        let fate = self
+            .faults
+            .as_ref()
+            .map_or(Fate::Deliver, |faults| faults.fate(&message));
+        let header = encode_frame(self.cluster_id, &message);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let delivered = match url {
+                Some(url) => stream_snapshot(to, &url, header, image, fate).await,
+                None => false,
+            };
+            let _ = events.send(TransportEvent::SnapshotSent { to, delivered });
+        });
+    }
+
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Peer>> {
         self.peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -310,6 +342,88 @@ impl PeerSender {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
+    }
+}
+
+/// One `InstallSnapshot` call; whether the follower took the image. `fate` is
+/// the simulation's (always `Deliver` in production): a corrupted image has
+/// one bit flipped in a chunk, which the receiver's checksum must catch.
+async fn stream_snapshot<I>(to: NodeId, url: &str, header: braidpb::Frame, image: I, fate: Fate) -> bool
+where
+    I: Iterator<Item = Result<Bytes, String>> + Send + 'static,
+{
+    match fate {
+        Fate::Drop => return false,
+        Fate::Delay(delay) => tokio::time::sleep(delay).await,
+        Fate::Deliver | Fate::Duplicate | Fate::Corrupt => {}
+    }
+    let client = match PeerClient::connect(url.to_string()).await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("braid: cannot send a snapshot to peer {:x} at {url}: {error}", to.0);
+            return false;
+        }
+    };
+    let mut client = client
+        .max_decoding_message_size(FRAME_BYTES_MAX)
+        .max_encoding_message_size(FRAME_BYTES_MAX);
+    let (chunks, chunk_receiver) = mpsc::channel::<braidpb::SnapshotChunk>(SNAPSHOT_BUFFER_CHUNKS);
+    let corrupt = matches!(fate, Fate::Corrupt);
+    let producer = tokio::spawn(async move {
+        let mut header = Some(header);
+        let mut image = image.peekable();
+        let mut sent_bytes = 0u64;
+        loop {
+            let mut data = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
+            while data.len() < SNAPSHOT_CHUNK_BYTES {
+                match image.next() {
+                    None => break,
+                    Some(Ok(bytes)) => data.extend_from_slice(&bytes),
+                    Some(Err(error)) => return Err(error),
+                }
+            }
+            let last = image.peek().is_none();
+            sent_bytes += data.len() as u64;
+            let crc32 = crc32fast::hash(&data);
+            if corrupt && last {
+                // Damaged in transit: after the checksum was taken.
+                let middle = data.len() / 2;
+                if let Some(byte) = data.get_mut(middle) {
+                    *byte ^= 0x10;
+                }
+            }
+            let chunk = braidpb::SnapshotChunk {
+                header: header.take(),
+                data: Bytes::from(data),
+                crc32,
+            };
+            if chunks.send(chunk).await.is_err() {
+                return Err("the stream closed".to_string());
+            }
+            if last {
+                return Ok(sent_bytes);
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(chunk_receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let answer = client.install_snapshot(stream).await;
+    let produced = producer.await;
+    match (answer, produced) {
+        (Ok(_), Ok(Ok(bytes))) => {
+            eprintln!("braid: sent a snapshot of {bytes} bytes to peer {:x}", to.0);
+            true
+        }
+        (Err(status), _) => {
+            eprintln!("braid: snapshot to peer {:x} failed: {}", to.0, status.message());
+            false
+        }
+        (_, Ok(Err(error))) => {
+            eprintln!("braid: snapshot to peer {:x} failed: {error}", to.0);
+            false
+        }
+        (_, Err(error)) => panic!("the snapshot producer task failed: {error}"),
     }
 }
 
@@ -411,6 +525,45 @@ impl braidpb::peer_server::Peer for PeerService {
         Ok(tonic::Response::new(braidpb::SendAck {
             accepted_frames: accepted,
         }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: tonic::Request<tonic::Streaming<braidpb::SnapshotChunk>>,
+    ) -> Result<tonic::Response<braidpb::SnapshotAck>, tonic::Status> {
+        let mut stream = request.into_inner();
+        let invalid = |reason: String| tonic::Status::invalid_argument(format!("snapshot refused: {reason}"));
+        let mut chunk = stream.message().await?;
+        let header = chunk
+            .as_mut()
+            .and_then(|first| first.header.take())
+            .ok_or_else(|| invalid("the stream does not start with a header".to_string()))?;
+        if self.directory().removed.contains(&NodeId(header.from)) {
+            return Err(tonic::Status::failed_precondition(REMOVED_TEXT));
+        }
+        let mut message =
+            decode_frame(self.cluster_id, self.local, header).map_err(|error| invalid(error.to_string()))?;
+        if message.kind != crate::raft::MessageKind::Snapshot || message.snapshot.is_none() {
+            return Err(invalid(format!("the header holds a {:?} message", message.kind)));
+        }
+        let mut image = bytes::BytesMut::new();
+        while let Some(current) = chunk.take() {
+            if crc32fast::hash(&current.data) != current.crc32 {
+                self.counters.rejected_frames.fetch_add(1, Ordering::Relaxed);
+                return Err(invalid(format!("checksum mismatch after {} bytes", image.len())));
+            }
+            image.extend_from_slice(&current.data);
+            chunk = stream.message().await?;
+        }
+        let received_bytes = image.len() as u64;
+        if let Some(snapshot) = message.snapshot.as_mut() {
+            snapshot.data = image.freeze();
+        }
+        self.counters.received_frames.fetch_add(1, Ordering::Relaxed);
+        if self.events.send(TransportEvent::Received(Box::new(message))).is_err() {
+            return Err(tonic::Status::unavailable("etcdserver: server stopped"));
+        }
+        Ok(tonic::Response::new(braidpb::SnapshotAck { received_bytes }))
     }
 
     async fn probe(

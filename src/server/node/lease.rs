@@ -54,21 +54,24 @@ struct WaitingQuery {
     deadline_ns: u64,
 }
 
+fn open_lessor<B: Backend>(options: &NodeOptions, store: &MvccStore<B>) -> Result<Lessor, NodeError> {
+    let tick_ms = options.tick.as_millis().max(1) as u64;
+    let lessor_options = LessorOptions {
+        min_ttl_seconds: lessor::min_ttl_seconds(options.election_ticks, options.tick),
+        checkpoint_interval: options.lease_checkpoint_interval,
+        revoke_retry: options.request_timeout,
+        revokes_per_tick: (REVOKES_PER_SECOND * tick_ms / 1000).max(1) as usize,
+    };
+    Lessor::open(lessor_options, &store.backend().read()).map_err(|error| NodeError::State(error.to_string()))
+}
+
 impl LeaseState {
     pub(super) fn open<B: Backend>(
         options: &NodeOptions,
         store: &MvccStore<B>,
         wall_ns: i64,
     ) -> Result<LeaseState, NodeError> {
-        let tick_ms = options.tick.as_millis().max(1) as u64;
-        let lessor_options = LessorOptions {
-            min_ttl_seconds: lessor::min_ttl_seconds(options.election_ticks, options.tick),
-            checkpoint_interval: options.lease_checkpoint_interval,
-            revoke_retry: options.request_timeout,
-            revokes_per_tick: (REVOKES_PER_SECOND * tick_ms / 1000).max(1) as usize,
-        };
-        let lessor = Lessor::open(lessor_options, &store.backend().read())
-            .map_err(|error| NodeError::State(error.to_string()))?;
+        let lessor = open_lessor(options, store)?;
         let wall_ms = (wall_ns.max(0) / 1_000_000) as u64;
         Ok(LeaseState {
             lessor,
@@ -76,6 +79,13 @@ impl LeaseState {
             next_lease_id_suffix: (wall_ms << 8) & LEASE_ID_SUFFIX_MASK,
             waiting_queries: Vec::new(),
         })
+    }
+
+    /// Reads the lease table again (after a snapshot replaced the state file;
+    /// only followers install snapshots, and they do not expire leases).
+    pub(super) fn reload<B: Backend>(&mut self, options: &NodeOptions, store: &MvccStore<B>) -> Result<(), NodeError> {
+        self.lessor = open_lessor(options, store)?;
+        Ok(())
     }
 
     fn next_lease_id(&mut self) -> LeaseId {
