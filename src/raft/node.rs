@@ -407,6 +407,20 @@ impl Raft {
         Ok(())
     }
 
+    /// The position of a snapshot of the state machine as applied through
+    /// `index` (its term and the configuration in force there); `None` unless
+    /// `index` is applied and still in the log (or is the snapshot's own).
+    pub fn snapshot_meta_at(&self, index: Index) -> Option<SnapshotMeta> {
+        if index < self.log.snapshot.meta.index || index > self.log.applied_out {
+            return None;
+        }
+        Some(SnapshotMeta {
+            index,
+            term: self.log.term(index)?,
+            conf_state: self.conf_state_at(index),
+        })
+    }
+
     // ----- outputs -------------------------------------------------------
 
     pub fn has_ready(&self) -> bool {

@@ -5,9 +5,7 @@ use bytes::Bytes;
 
 use super::node::Raft;
 use super::progress::ProgressState;
-use super::types::{
-    Entry, EntryKind, Index, Message, MessageKind, NodeId, RaftError, ReadState, Role, Snapshot, SnapshotMeta, Term,
-};
+use super::types::{Entry, EntryKind, Index, Message, MessageKind, NodeId, RaftError, ReadState, Role, Snapshot, Term};
 
 impl Raft {
     pub(super) fn step_leader(&mut self, message: Message) {
@@ -180,21 +178,16 @@ impl Raft {
         if !progress.recent_active {
             return false;
         }
-        let applied = self.log.applied_out;
-        let snapshot = if self.config.live_snapshots && applied > self.log.snapshot.meta.index {
-            Snapshot {
-                meta: SnapshotMeta {
-                    index: applied,
-                    term: self
-                        .log
-                        .term(applied)
-                        .expect("an applied index above the snapshot is in the log"),
-                    conf_state: self.conf_state_at(applied),
-                },
+        let live = self
+            .config
+            .live_snapshots
+            .then(|| self.snapshot_meta_at(self.log.applied_out));
+        let snapshot = match live.flatten() {
+            Some(meta) => Snapshot {
+                meta,
                 data: Bytes::new(),
-            }
-        } else {
-            self.log.snapshot.clone()
+            },
+            None => self.log.snapshot.clone(),
         };
         let Some(progress) = self.tracker.progress.get_mut(&to) else {
             return false;

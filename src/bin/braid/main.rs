@@ -277,7 +277,7 @@ async fn run(config: ServerConfig) -> Result<(), String> {
         },
         lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
         snapshot_count: config.snapshot_count_effective(),
-        snapshot_catchup_entries: braid::server::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+        snapshot_catchup_entries: config.snapshot_catchup_entries_effective(),
     };
     let started = match node::start(options, dir.clone(), Arc::new(SystemClock::new())).await {
         Ok(started) => started,

@@ -208,14 +208,26 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     /// Streams the state to followers that Raft decided need a snapshot. Called
     /// after the round's entries are applied, so the image covers each message.
     pub(super) fn send_snapshots(&mut self, messages: Vec<Message>) {
-        for message in messages {
+        for mut message in messages {
             debug_assert_eq!(message.kind, MessageKind::Snapshot);
-            let position = message.snapshot.as_ref().map_or(0, |snapshot| snapshot.meta.index.0);
-            assert!(
-                position <= self.store.consistent_index().index,
-                "a snapshot at {position} would be sent with a state applied only to {}",
-                self.store.consistent_index().index
-            );
+            // Raft positioned the message at its applied index when it decided;
+            // the image is the state as of now, maybe a few entries later.
+            // Position the message exactly at the image, so the follower's
+            // state file and WAL agree after installing it.
+            let applied = Index(self.store.consistent_index().index);
+            let Some(meta) = self.raft.snapshot_meta_at(applied) else {
+                panic!("the applied index {} has no snapshot position in Raft's log", applied.0);
+            };
+            let position = meta.index.0;
+            if let Some(snapshot) = message.snapshot.as_mut() {
+                assert!(
+                    snapshot.meta.index <= applied,
+                    "a snapshot at {} would be sent with a state applied only to {}",
+                    snapshot.meta.index.0,
+                    applied.0
+                );
+                snapshot.meta = meta;
+            }
             match self.store.backend().tree().read() {
                 Ok(read) => {
                     let image = read.snapshot().map(|page| page.map_err(|error| error.to_string()));
