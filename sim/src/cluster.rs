@@ -122,7 +122,6 @@ impl Cluster {
                 request_timeout: Duration::from_secs(7),
                 wal: WalOptions {
                     segment_size_bytes: compaction.segment_size_bytes,
-                    ..WalOptions::default()
                 },
                 page_size: 4096,
                 seed: seed ^ id.0,

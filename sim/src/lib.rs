@@ -6,7 +6,9 @@
 //!
 //! Reading order: `cluster` (members on madsim nodes, each with a `clock`,
 //! the shared `faults` of the transport and the `observer` of invariants), `workload` (clients
-//! recording histories), `nemesis` (the seed's fault mix), `run` (one seeded
+//! recording histories), `watch_check` (watchers resuming across faults, and
+//! etcd's watch guarantees checked against the history), `nemesis` (the
+//! seed's fault mix), `run` (one seeded
 //! run: safety phase, heal, liveness, checks), `sweep` (many seeds, repro
 //! lines, determinism).
 #![cfg(madsim)]
@@ -17,6 +19,7 @@ pub mod faults;
 pub mod nemesis;
 pub mod observer;
 pub mod run;
+pub mod watch_check;
 pub mod workload;
 
 #[cfg(test)]

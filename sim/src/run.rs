@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
 use crate::nemesis::{FaultCounts, FaultMix, Nemesis};
+use crate::watch_check::{check_watches, run_watcher, WatchLog};
 use crate::workload::{
     check_serializable_reads, missing_load_writes, read_every_key, run_client, run_load_writer, Recorder, Workload,
 };
@@ -25,6 +26,8 @@ const STORE_CLIENTS: u64 = 2;
 /// Load writers on seeds with the load knob: enough to keep about 10k writes
 /// per simulated second in flight on a healthy cluster.
 const LOAD_WRITERS: u64 = 96;
+/// Watchers on a watch seed (two, so their streams can be compared).
+const WATCHERS: usize = 2;
 const SAFETY_PHASE: Duration = Duration::from_secs(20);
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Simulated time after which the run is declared stuck (a liveness failure).
@@ -130,6 +133,25 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         }
     }
 
+    // Half the seeds also watch the workload's keys, resuming across faults.
+    let mut watch_rng = SmallRng::seed_from_u64(seed ^ 0x3a7c_4e11);
+    let watch_logs: Vec<Arc<Mutex<WatchLog>>> = if watch_rng.gen_bool(0.5) {
+        (0..WATCHERS).map(|_| Arc::default()).collect()
+    } else {
+        Vec::new()
+    };
+    if !watch_logs.is_empty() {
+        let watcher_node = runtime
+            .create_node()
+            .name("watchers")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 4, 1)))
+            .build();
+        for log in &watch_logs {
+            let watcher = run_watcher(urls.clone(), watch_rng.gen(), deadline, Arc::clone(log));
+            clients.push(watcher_node.spawn(watcher));
+        }
+    }
+
     // Safety phase: the nemesis acts while the clients run.
     let mut nemesis = Nemesis::default();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -213,6 +235,13 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     if failure.is_none() {
         failure = check_serializable_reads(&history, &serializable_reads).err();
     }
+    let watch_logs: Vec<WatchLog> = watch_logs
+        .iter()
+        .map(|log| std::mem::take(&mut *log.lock().unwrap()))
+        .collect();
+    if failure.is_none() {
+        failure = check_watches(&history, &watch_logs).err();
+    }
     let fates = cluster.faults.counts();
     let counters: BTreeMap<String, u64> = [
         ("invariant-evaluations", cluster.invariants.evaluations()),
@@ -223,6 +252,12 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
             "load-writes-acknowledged",
             load_acknowledged.lock().unwrap().len() as u64,
         ),
+        ("watch-seeds", u64::from(!watch_logs.is_empty())),
+        (
+            "watch-events",
+            watch_logs.iter().map(|log| log.events.len() as u64).sum(),
+        ),
+        ("watch-sessions", watch_logs.iter().map(|log| log.sessions).sum()),
         ("messages-dropped", fates.dropped),
         ("messages-duplicated", fates.duplicated),
         ("messages-corrupted", fates.corrupted),
