@@ -7,7 +7,9 @@
 //! Reading order: `cluster` (members on madsim nodes, each with a `clock`,
 //! the shared `faults` of the transport and the `observer` of invariants), `workload` (clients
 //! recording histories), `watch_check` (watchers resuming across faults, and
-//! etcd's watch guarantees checked against the history), `nemesis` (the
+//! etcd's watch guarantees checked against the history), `lease_check`
+//! (lease clients checking leases never expire early and die with a revoke),
+//! `nemesis` (the
 //! seed's fault mix), `run` (one seeded
 //! run: safety phase, heal, liveness, checks), `sweep` (many seeds, repro
 //! lines, determinism).
@@ -16,6 +18,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod faults;
+pub mod lease_check;
 pub mod nemesis;
 pub mod observer;
 pub mod run;

@@ -13,6 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::Cluster;
+use crate::lease_check::{run_lease_client, LeaseLog};
 use crate::nemesis::{FaultCounts, FaultMix, Nemesis};
 use crate::watch_check::{check_watches, run_watcher, WatchLog};
 use crate::workload::{
@@ -28,6 +29,7 @@ const STORE_CLIENTS: u64 = 2;
 const LOAD_WRITERS: u64 = 96;
 /// Watchers on a watch seed (two, so their streams can be compared).
 const WATCHERS: usize = 2;
+const LEASE_CLIENTS: u64 = 2;
 const SAFETY_PHASE: Duration = Duration::from_secs(20);
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Simulated time after which the run is declared stuck (a liveness failure).
@@ -152,6 +154,24 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         }
     }
 
+    // Some register seeds also run lease clients (grant, keepalive, revoke,
+    // and reads checking that leases neither expire early nor outlive a
+    // revoke). Their puts move the global revision, which the whole-store
+    // model cannot account for, as with the load writers.
+    let lease_log = Arc::new(Mutex::new(LeaseLog::default()));
+    let leases = watch_rng.gen_bool(0.5) && workload == Workload::Register;
+    if leases {
+        let leaser = runtime
+            .create_node()
+            .name("leasers")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 5, 1)))
+            .build();
+        for id in 0..LEASE_CLIENTS {
+            let client = run_lease_client(id, urls.clone(), watch_rng.gen(), deadline, Arc::clone(&lease_log));
+            clients.push(leaser.spawn(client));
+        }
+    }
+
     // Safety phase: the nemesis acts while the clients run.
     let mut nemesis = Nemesis::default();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -242,6 +262,10 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     if failure.is_none() {
         failure = check_watches(&history, &watch_logs).err();
     }
+    let lease_log = std::mem::take(&mut *lease_log.lock().unwrap());
+    if failure.is_none() && !lease_log.violations.is_empty() {
+        failure = Some(lease_log.violations.join("; "));
+    }
     let fates = cluster.faults.counts();
     let counters: BTreeMap<String, u64> = [
         ("invariant-evaluations", cluster.invariants.evaluations()),
@@ -258,6 +282,11 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
             watch_logs.iter().map(|log| log.events.len() as u64).sum(),
         ),
         ("watch-sessions", watch_logs.iter().map(|log| log.sessions).sum()),
+        ("lease-seeds", u64::from(leases)),
+        ("leases-granted", lease_log.granted),
+        ("lease-keepalives", lease_log.keepalives),
+        ("leases-revoked", lease_log.revoked),
+        ("lease-reads-checked", lease_log.checked_reads),
         ("messages-dropped", fates.dropped),
         ("messages-duplicated", fates.duplicated),
         ("messages-corrupted", fates.corrupted),
