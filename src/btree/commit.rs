@@ -1,5 +1,6 @@
 //! Commit: give every dirty node and large value pages, rewrite the free list,
-//! write and sync them, then write and sync the meta slot (see `mod.rs`).
+//! write them; then, for a durable commit, sync them and write and sync the
+//! meta slot (see `mod.rs`).
 
 use bytes::Bytes;
 
@@ -90,12 +91,28 @@ impl Spill<'_> {
 
 impl<S: PageStore> WriteTxn<S> {
     /// Makes the transaction durable and visible; returns its txn id (the
-    /// base's when nothing changed, in which case nothing is written). On a
-    /// write or sync error, or if this future is dropped before it finishes,
-    /// the tree is poisoned: reopen it.
-    pub async fn commit(mut self) -> Result<TxnId> {
+    /// base's when nothing changed, in which case nothing is written, but
+    /// deferred commits before it become durable). On a write or sync error,
+    /// or if this future is dropped before it finishes, the tree is poisoned:
+    /// reopen it.
+    pub async fn commit(self) -> Result<TxnId> {
+        self.finish(true).await
+    }
+
+    /// Makes the transaction visible to readers without making it durable: a
+    /// crash goes back to the last durable commit (see `mod.rs`). A later
+    /// durable commit or [`BTree::sync`] makes it durable. Errors as `commit`.
+    pub async fn commit_deferred(self) -> Result<TxnId> {
+        self.finish(false).await
+    }
+
+    async fn finish(mut self, durable: bool) -> Result<TxnId> {
         self.check_usable()?;
         if !self.changed {
+            if durable {
+                let newest = self.base;
+                make_durable(&self.shared, &mut self.writer, newest).await?;
+            }
             return Ok(self.base.txn);
         }
         let shared = std::sync::Arc::clone(&self.shared);
@@ -106,11 +123,12 @@ impl<S: PageStore> WriteTxn<S> {
             txn,
             done: false,
         };
+        let writer = &mut *self.writer;
         let mut allocator = Allocator {
-            bound: shared.reusable_bound(),
+            // The last durable commit pins its pages like a reader.
+            bound: shared.reusable_bound().min(writer.durable.txn),
             next_page: self.base.page_count,
         };
-        let writer = &mut *self.writer;
         let mut pages = Vec::new();
 
         let root = match self.root {
@@ -152,22 +170,51 @@ impl<S: PageStore> WriteTxn<S> {
             page_count: allocator.next_page,
             entry_count: self.entry_count,
         };
-        let meta_page = meta.encode(layout, PageType::Meta, meta.slot());
-        let store = &shared.store;
-        let written = async {
-            store.write_pages(pages).await?;
-            store.sync().await?;
-            store.write_pages(vec![(meta.slot(), meta_page)]).await?;
-            store.sync().await
-        }
-        .await;
-        if let Err(error) = written {
+        if let Err(error) = shared.store.write_pages(pages).await {
             shared.poison(format!("commit of txn {} failed: {error}", txn.0));
             return Err(BTreeError::Io(error));
         }
         writer.free_list_pages = list_pages;
+        if durable {
+            make_durable(&shared, writer, meta).await?;
+        }
         shared.publish(meta, writer.free.len());
         guard.done = true;
         Ok(txn)
     }
+}
+
+/// Makes `meta` (the newest commit, its pages written) the durable one: sync
+/// its pages, then write and sync its meta into the slot that does not hold
+/// the last durable commit. Poisons the tree on failure.
+pub(crate) async fn make_durable<S: PageStore>(
+    shared: &Shared<S>,
+    writer: &mut crate::btree::WriterState,
+    meta: Meta,
+) -> Result<()> {
+    if meta.txn == writer.durable.txn {
+        return Ok(());
+    }
+    assert!(
+        meta.txn > writer.durable.txn,
+        "txn {} made durable after txn {}",
+        meta.txn.0,
+        writer.durable.txn.0
+    );
+    let slot = PageId(1 - writer.durable_slot.0);
+    let meta_page = meta.encode(shared.layout, PageType::Meta, slot);
+    let store = &shared.store;
+    let written = async {
+        store.sync().await?;
+        store.write_pages(vec![(slot, meta_page)]).await?;
+        store.sync().await
+    }
+    .await;
+    if let Err(error) = written {
+        shared.poison(format!("making txn {} durable failed: {error}", meta.txn.0));
+        return Err(BTreeError::Io(error));
+    }
+    writer.durable = meta;
+    writer.durable_slot = slot;
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! The two meta pages (ids 0 and 1): the only pages ever overwritten, and so
-//! the commit point. Transaction `t` writes slot `t % 2`; open takes the valid
-//! slot with the higher transaction id, so a torn meta write falls back to the
-//! previous commit, whose pages the torn commit never touched.
+//! the commit point. A durable commit writes the slot that does not hold the
+//! previous durable commit; open takes the valid slot with the higher
+//! transaction id, so a torn meta write falls back to the previous durable
+//! commit, whose pages no later commit touched (see `mod.rs`).
 //!
 //! Layout after the common header (see `page.rs`); the snapshot header page
 //! uses the same fields:
@@ -49,6 +50,7 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// The slot a fresh file's or a restored file's first meta goes to.
     pub(crate) fn slot(&self) -> PageId {
         PageId(self.txn.0 % 2)
     }

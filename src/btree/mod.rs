@@ -17,13 +17,20 @@
 //! # Commit protocol
 //!
 //! 1. Every node the transaction changed was copied into memory; it gets a page
-//!    freed by a transaction no live snapshot predates, or a new page at the end.
-//! 2. `write_pages` (tree, overflow and free-list pages), then `sync`.
-//! 3. `write_pages` of meta slot `txn % 2` (the older slot), then `sync`.
+//!    freed by a transaction that neither a live snapshot nor the last durable
+//!    commit predates, or a new page at the end.
+//! 2. `write_pages` (tree, overflow and free-list pages). The commit is now
+//!    visible to readers. A *deferred* commit ([`WriteTxn::commit_deferred`])
+//!    stops here: the caller has the data elsewhere (braid's WAL) and makes the
+//!    tree durable later with [`BTree::sync`].
+//! 3. `sync`, then `write_pages` of the meta slot that does not hold the last
+//!    durable commit, then `sync`.
 //!
-//! A crash before step 3 lands leaves the previous meta in charge, and nothing
-//! it reaches was touched. A torn meta page fails its checksum and open falls
-//! back to the other slot, the previous commit. A failed write or sync, or a
+//! A crash before step 3 lands leaves the last durable meta in charge, and
+//! nothing it reaches was touched, however many deferred commits followed it:
+//! the last durable commit pins the pages it reaches exactly like a live
+//! reader. A torn meta page fails its checksum and open falls back to the
+//! other slot, the previous durable commit. A failed write or sync, or a
 //! commit future dropped half-way, poisons the tree: every later call fails
 //! until it is reopened from what is durable (fsyncgate: never retry a sync).
 //!
@@ -153,6 +160,10 @@ pub(crate) struct WriterState {
     pub(crate) free: FreeList,
     /// Pages holding the newest commit's free list; freed by the next commit.
     pub(crate) free_list_pages: Vec<PageId>,
+    /// The last durable commit and the meta slot holding it. Invariant: no
+    /// page it reaches is written until a newer commit is durable.
+    pub(crate) durable: Meta,
+    pub(crate) durable_slot: PageId,
 }
 
 impl<S: PageStore> Shared<S> {
@@ -230,8 +241,8 @@ impl<S: PageStore> BTree<S> {
                 found: store.page_size(),
             });
         }
-        let meta = match newest_meta(&store, layout)? {
-            Some(meta) => meta,
+        let (meta, slot) = match newest_meta(&store, layout)? {
+            Some(found) => found,
             None => create(&store, layout).await?,
         };
         let (free, free_list_pages) = read::read_free_list(&store, layout, &meta)?;
@@ -244,7 +255,12 @@ impl<S: PageStore> BTree<S> {
                 free_page_count,
                 live: BTreeMap::new(),
             }),
-            writer: Arc::new(tokio::sync::Mutex::new(WriterState { free, free_list_pages })),
+            writer: Arc::new(tokio::sync::Mutex::new(WriterState {
+                free,
+                free_list_pages,
+                durable: meta,
+                durable_slot: slot,
+            })),
             poison: OnceLock::new(),
         };
         Ok(BTree {
@@ -266,6 +282,23 @@ impl<S: PageStore> BTree<S> {
         self.shared.check_poison()?;
         let base = self.shared.lock_readers().newest;
         Ok(WriteTxn::new(Arc::clone(&self.shared), writer, base))
+    }
+
+    /// Makes every commit so far durable (a no-op when the newest already is);
+    /// returns the txn now durable. Waits for the writer. Errors poison the
+    /// tree, as in `commit`.
+    pub async fn sync(&self) -> Result<TxnId> {
+        self.shared.check_poison()?;
+        let mut writer = self.shared.writer.lock().await;
+        self.shared.check_poison()?;
+        let newest = self.shared.lock_readers().newest;
+        commit::make_durable(&self.shared, &mut writer, newest).await?;
+        Ok(newest.txn)
+    }
+
+    /// The last durable commit: a crash now reopens the tree there.
+    pub async fn durable_txn(&self) -> TxnId {
+        self.shared.writer.lock().await.durable.txn
     }
 
     pub fn stats(&self) -> Stats {
@@ -299,11 +332,12 @@ impl<S: PageStore> BTree<S> {
     }
 }
 
-/// The valid meta slot with the higher txn id; `None` if the store never
-/// finished creating a tree. A slot that fails its checksum is skipped (torn
-/// write); a slot with a valid checksum but foreign contents is an error.
-fn newest_meta<S: PageStore>(store: &S, layout: Layout) -> Result<Option<Meta>> {
-    let mut newest: Option<Meta> = None;
+/// The valid meta slot with the higher txn id, and that slot; `None` if the
+/// store never finished creating a tree. A slot that fails its checksum is
+/// skipped (torn write); a slot with a valid checksum but foreign contents is
+/// an error.
+fn newest_meta<S: PageStore>(store: &S, layout: Layout) -> Result<Option<(Meta, PageId)>> {
+    let mut newest: Option<(Meta, PageId)> = None;
     let mut first_error = None;
     for slot in [PageId(0), PageId(1)] {
         let page = match store.read_page(slot) {
@@ -318,19 +352,18 @@ fn newest_meta<S: PageStore>(store: &S, layout: Layout) -> Result<Option<Meta>> 
             first_error.get_or_insert(BTreeError::corrupt(slot, "meta page fails its checksum".to_string()));
             continue;
         }
-        match Meta::decode(layout, slot, &page, PageType::Meta) {
-            Ok(meta) if meta.slot() == slot => {
-                if newest.is_none_or(|newest| meta.txn > newest.txn) {
-                    newest = Some(meta);
-                }
-            }
-            Ok(meta) => {
+        // A meta page names its own slot in its header (checked by decode),
+        // so a misdirected meta write shows up there.
+        let meta = Meta::decode(layout, slot, &page, PageType::Meta)?;
+        match newest {
+            Some((other, _)) if other.txn == meta.txn => {
                 return Err(BTreeError::corrupt(
                     slot,
-                    format!("meta of txn {} in the wrong slot", meta.txn.0),
+                    format!("both meta slots hold txn {}", meta.txn.0),
                 ));
             }
-            Err(error) => return Err(error),
+            Some((other, _)) if other.txn > meta.txn => {}
+            _ => newest = Some((meta, slot)),
         }
     }
     if newest.is_some() {
@@ -347,7 +380,7 @@ fn newest_meta<S: PageStore>(store: &S, layout: Layout) -> Result<Option<Meta>> 
 
 /// Writes an empty tree: an empty root leaf at page 2, synced before the meta
 /// of txn 0 in slot 0.
-async fn create<S: PageStore>(store: &S, layout: Layout) -> Result<Meta> {
+async fn create<S: PageStore>(store: &S, layout: Layout) -> Result<(Meta, PageId)> {
     let meta = Meta {
         txn: TxnId(0),
         root: PageId(FIRST_DATA_PAGE),
@@ -367,5 +400,5 @@ async fn create<S: PageStore>(store: &S, layout: Layout) -> Result<Meta> {
         .await
         .map_err(BTreeError::Io)?;
     store.sync().await.map_err(BTreeError::Io)?;
-    Ok(meta)
+    Ok((meta, meta.slot()))
 }

@@ -5,6 +5,7 @@
 mod api;
 mod corruption;
 mod crash;
+mod deferred;
 mod model;
 pub(crate) mod page_store;
 mod readers;
