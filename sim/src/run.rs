@@ -35,7 +35,7 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Simulated time after which the run is declared stuck (a liveness failure).
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
 /// Wall time the checker may spend on one history; running out is a failure.
-const CHECK_BUDGET: Duration = Duration::from_secs(10);
+const CHECK_BUDGET: Duration = Duration::from_secs(30);
 
 /// What one seed produced.
 #[derive(Debug)]
