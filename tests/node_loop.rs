@@ -41,6 +41,8 @@ fn options(id: u64, members: &[u64], ports: &BTreeMap<u64, u16>) -> NodeOptions 
         membership: MembershipOptions::default(),
         maintenance: Default::default(),
         lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
+        state_sync_interval: Duration::from_millis(100),
+        state_sync_entries: 10_000,
         snapshot_count: 100_000,
         snapshot_catchup_entries: braid::server::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
     }

@@ -58,31 +58,42 @@ fn ip_of(index: u64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8))
 }
 
-/// How often members compact their logs. Most seeds compact every few dozen
-/// or hundred entries, keeping few, so members that were down or cut off
-/// catch up by snapshot; some keep etcd's defaults (which a run never reaches).
+/// How often members compact their logs and make their state files durable.
+/// Most seeds compact every few dozen or hundred entries, keeping few, so
+/// members that were down or cut off catch up by snapshot; some keep etcd's
+/// defaults (which a run never reaches). State files become durable every
+/// 20 ms to 1 s, or every 50 entries, so crashes land at every distance from
+/// the last durable commit.
 #[derive(Clone, Copy, Debug)]
 struct LogCompaction {
     snapshot_count: u64,
     catchup_entries: u64,
     segment_size_bytes: u64,
+    state_sync_interval: Duration,
+    state_sync_entries: u64,
 }
 
 impl LogCompaction {
     fn for_seed(seed: u64) -> LogCompaction {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x5a95_0c07);
+        let state_sync_interval = Duration::from_millis([20, 100, 1000][rng.gen_range(0..3)]);
+        let state_sync_entries = [50, 10_000][rng.gen_range(0..2)];
         if rng.gen_bool(0.2) {
             return LogCompaction {
                 snapshot_count: 100_000,
                 catchup_entries: braid::server::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
                 segment_size_bytes: WalOptions::default().segment_size_bytes,
+                state_sync_interval,
+                state_sync_entries,
             };
         }
         LogCompaction {
             snapshot_count: [16, 64, 256][rng.gen_range(0..3)],
             catchup_entries: [0, 4, 32][rng.gen_range(0..3)],
             segment_size_bytes: [4096, 65_536][rng.gen_range(0..2)],
+            state_sync_interval,
+            state_sync_entries,
         }
     }
 }
@@ -128,6 +139,8 @@ impl Cluster {
                 membership: MembershipOptions::default(),
                 maintenance: Default::default(),
                 lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
+                state_sync_interval: compaction.state_sync_interval,
+                state_sync_entries: compaction.state_sync_entries,
                 snapshot_count: compaction.snapshot_count,
                 snapshot_catchup_entries: compaction.catchup_entries,
             };

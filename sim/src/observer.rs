@@ -23,8 +23,11 @@ const VIOLATIONS_KEPT: usize = 8;
 #[derive(Default)]
 struct MemberView {
     incarnation: u64,
-    /// Highest applied index ever reported (durable, so it survives restarts).
+    /// Highest applied index reported since the member last started.
     applied: u64,
+    /// Highest durable applied index ever reported: a restart must not come
+    /// back below it (entries after it are applied again from the WAL).
+    durable: u64,
     /// Progress within the current incarnation.
     progress: Option<Progress>,
 }
@@ -82,6 +85,8 @@ impl NodeObserver for Invariants {
         let previous = view.incarnation;
         view.incarnation = incarnation;
         view.progress = None;
+        // The state file is back at its last durable commit (or later).
+        view.applied = view.durable;
         if incarnation <= previous {
             state.violate(format!(
                 "member {} restarted as incarnation {incarnation}, not above its previous {previous}",
@@ -161,13 +166,21 @@ impl NodeObserver for Invariants {
         state.evaluations += 1;
         let view = state.members.entry(member).or_default();
         let previous = view.progress.replace(progress);
+        let durable_before = view.durable;
+        view.durable = view.durable.max(progress.durable_applied);
+        if progress.durable_applied > progress.applied {
+            state.violate(format!(
+                "member {} reports durable applied index {} above its applied index {}",
+                member.0, progress.durable_applied, progress.applied
+            ));
+        }
         let Some(previous) = previous else {
-            // The first report of a run: what it applied before is on its disk.
-            let before = view.applied;
-            view.applied = before.max(progress.applied);
-            if progress.applied < before {
+            // The first report of a run: what it made durable before is on its disk.
+            let view = state.members.entry(member).or_default();
+            view.applied = view.applied.max(progress.applied);
+            if progress.applied < durable_before {
                 state.violate(format!(
-                    "member {} restarted with applied index {} after having applied {before}: applied state was lost",
+                    "member {} restarted with applied index {} after having made {durable_before} durable:                      applied state was lost",
                     member.0, progress.applied
                 ));
             }
@@ -177,6 +190,11 @@ impl NodeObserver for Invariants {
             ("term", previous.term as i64, progress.term as i64),
             ("commit index", previous.commit as i64, progress.commit as i64),
             ("applied index", previous.applied as i64, progress.applied as i64),
+            (
+                "durable applied index",
+                previous.durable_applied as i64,
+                progress.durable_applied as i64,
+            ),
             ("revision", previous.revision, progress.revision),
         ];
         for (name, before, now) in checks {

@@ -149,8 +149,20 @@ pub trait Backend: Send + Sync + 'static {
     /// A snapshot containing every batch whose `apply` has completed.
     fn read(&self) -> Self::Read;
 
-    /// Commits `batch` atomically and durably.
+    /// Commits `batch` atomically; durably unless `defers_durability`.
     fn apply(&self, batch: WriteBatch) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Whether `apply` leaves batches to be made durable by `sync` (a crash
+    /// before it goes back to the last durable batch, all of whose
+    /// predecessors it keeps).
+    fn defers_durability(&self) -> bool {
+        false
+    }
+
+    /// Makes every applied batch durable.
+    fn sync(&self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
+    }
 
     /// A consistent image of everything committed so far, streamed without blocking writers.
     /// Only a persistent backend has a file to image; the default says so.

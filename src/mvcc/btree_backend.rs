@@ -1,7 +1,9 @@
 //! The production backend: mvcc's atomic batches become B+tree commits, so the
 //! data and the applied Raft index it carries reach the disk in one meta-page
 //! flip (DESIGN.md invariant 6), and readers get the tree's copy-on-write
-//! snapshots.
+//! snapshots. A member's backend defers durability: its commits become durable
+//! together every `--backend-batch-interval`, as etcd's bbolt batches do,
+//! and the WAL replays what a crash lost (`server/node.rs`).
 
 use bytes::Bytes;
 
@@ -17,11 +19,20 @@ fn backend_error(context: &str, error: BTreeError) -> BackendError {
 #[derive(Clone, Debug)]
 pub struct BTreeBackend<S: PageStore> {
     tree: BTree<S>,
+    /// Commits are deferred (`BTree::commit_deferred`) until `sync`.
+    deferred: bool,
 }
 
 impl<S: PageStore> BTreeBackend<S> {
+    /// Every batch is a durable commit.
     pub fn new(tree: BTree<S>) -> Self {
-        BTreeBackend { tree }
+        BTreeBackend { tree, deferred: false }
+    }
+
+    /// Batches are deferred commits, made durable by `sync`: for a member
+    /// whose WAL can replay everything after the last durable one.
+    pub fn with_deferred_durability(tree: BTree<S>) -> Self {
+        BTreeBackend { tree, deferred: true }
     }
 
     pub fn tree(&self) -> &BTree<S> {
@@ -71,6 +82,7 @@ impl<S: PageStore> Backend for BTreeBackend<S> {
 
     fn apply(&self, batch: WriteBatch) -> impl std::future::Future<Output = Result<(), BackendError>> + Send {
         let tree = self.tree.clone();
+        let deferred = self.deferred;
         async move {
             let mut txn = tree
                 .write()
@@ -83,10 +95,27 @@ impl<S: PageStore> Backend for BTreeBackend<S> {
                 }
                 .map_err(|error| backend_error("B+tree write", error))?;
             }
-            txn.commit()
-                .await
-                .map_err(|error| backend_error("B+tree commit", error))?;
+            let committed = if deferred {
+                txn.commit_deferred().await
+            } else {
+                txn.commit().await
+            };
+            committed.map_err(|error| backend_error("B+tree commit", error))?;
             Ok(())
+        }
+    }
+
+    fn defers_durability(&self) -> bool {
+        self.deferred
+    }
+
+    fn sync(&self) -> impl std::future::Future<Output = Result<(), BackendError>> + Send {
+        let tree = self.tree.clone();
+        async move {
+            tree.sync()
+                .await
+                .map(|_| ())
+                .map_err(|error| backend_error("B+tree sync", error))
         }
     }
 

@@ -89,6 +89,9 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) watches: Mutex<WatchRegistry>,
     /// Set by the first failed (or abandoned) commit; every later write fails with it.
     failure: Mutex<Option<BackendError>>,
+    /// The consistent index as of the last durable commit, for a backend that
+    /// defers durability (otherwise every commit is durable).
+    durable_index: Mutex<ConsistentIndex>,
 }
 
 pub(crate) struct IndexState {
@@ -198,6 +201,7 @@ impl<B: Backend> MvccStore<B> {
     pub async fn open(backend: B, config: MvccConfig) -> Result<Self, BackendError> {
         let (state, physical) = load_state(&backend.read())?;
         let revision = state.revision;
+        let durable_index = Mutex::new(state.consistent_index);
         Ok(MvccStore {
             shared: Arc::new(Shared {
                 backend,
@@ -206,8 +210,44 @@ impl<B: Backend> MvccStore<B> {
                 state: RwLock::new(state),
                 writer: tokio::sync::Mutex::new(WriterState { physical }),
                 failure: Mutex::new(None),
+                durable_index,
             }),
         })
+    }
+
+    /// Makes every applied batch durable (a no-op for a backend that does not
+    /// defer durability); returns the consistent index now durable.
+    pub async fn sync(&self) -> Result<ConsistentIndex, BackendError> {
+        let _writer = self.shared.writer.lock().await;
+        self.sync_locked().await
+    }
+
+    async fn sync_locked(&self) -> Result<ConsistentIndex, BackendError> {
+        self.shared.check_healthy()?;
+        let index = self.shared.read_state().consistent_index;
+        if let Err(error) = self.shared.backend.sync().await {
+            self.shared.fail(error.clone());
+            return Err(error);
+        }
+        *self
+            .shared
+            .durable_index
+            .lock()
+            .expect("mvcc durable index lock poisoned") = index;
+        Ok(index)
+    }
+
+    /// The consistent index a crash now would come back to.
+    pub fn durable_consistent_index(&self) -> ConsistentIndex {
+        if self.shared.backend.defers_durability() {
+            *self
+                .shared
+                .durable_index
+                .lock()
+                .expect("mvcc durable index lock poisoned")
+        } else {
+            self.consistent_index()
+        }
     }
 
     /// Replaces the whole state with `source`'s (a snapshot from the Raft leader, which is
@@ -221,10 +261,15 @@ impl<B: Backend> MvccStore<B> {
         CommitGuard::new(&self.shared).commit(batch).await?;
         let (state, physical) = load_state(&self.shared.backend.read())?;
         writer.physical = physical;
-        let mut watches = self.shared.watches();
-        let revision = state.revision;
-        *self.shared.write_state() = state;
-        watches.restored(revision);
+        {
+            let mut watches = self.shared.watches();
+            let revision = state.revision;
+            *self.shared.write_state() = state;
+            watches.restored(revision);
+        }
+        // The caller drops the image once this returns: it must be durable.
+        self.sync_locked().await?;
+        drop(writer);
         Ok(())
     }
 

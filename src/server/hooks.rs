@@ -47,6 +47,9 @@ pub struct Progress {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
+    /// The applied index the state file holds durably: a crash now restarts
+    /// from it and the WAL replays the rest.
+    pub durable_applied: u64,
     pub revision: i64,
 }
 

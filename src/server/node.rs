@@ -96,6 +96,11 @@ pub struct NodeOptions {
     /// How often the leader checkpoints remaining lease TTLs through Raft
     /// (`lessor::DEFAULT_CHECKPOINT_INTERVAL`); `Duration::ZERO` turns it off.
     pub lease_checkpoint_interval: Duration,
+    /// `--backend-batch-interval` and `--backend-batch-limit`: the state file's
+    /// apply commits become durable at least this often, and after at most
+    /// this many entries (etcd: 100 ms, 10000).
+    pub state_sync_interval: Duration,
+    pub state_sync_entries: u64,
     /// `--snapshot-count`: applied entries between log compactions (`node/snapshot.rs`).
     pub snapshot_count: u64,
     /// Entries kept after a compaction for followers a little behind
@@ -171,7 +176,9 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         planted_double_apply: bugs.double_apply,
         ..MvccConfig::default()
     };
-    let store = MvccStore::open(BTreeBackend::new(tree), mvcc_config)
+    // The WAL replays whatever a crash takes from the state file after its last
+    // durable commit, so apply rounds commit without fsync (`sync_state`).
+    let store = MvccStore::open(BTreeBackend::with_deferred_durability(tree), mvcc_config)
         .await
         .map_err(|error| NodeError::State(error.to_string()))?;
     snapshot::recover_incoming(&dir, &store, persisted.snapshot.meta.index.0, options.page_size).await?;
@@ -235,6 +242,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
     let mut node = NodeLoop {
         dir,
         incoming: None,
+        last_state_sync_ns: clock.monotonic_ns(),
         members,
         options,
         raft,
@@ -324,6 +332,8 @@ struct NodeLoop<D: Dir, C: Clock> {
     dir: D,
     /// A received snapshot waiting for Raft to accept it (`node/snapshot.rs`).
     incoming: Option<snapshot::IncomingImage>,
+    /// When the state file was last made durable (`sync_state`).
+    last_state_sync_ns: u64,
     members: members::Members,
     options: NodeOptions,
     raft: Raft,
@@ -406,6 +416,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 let ready = self.raft.ready();
                 self.handle_ready(ready).await?;
             }
+            self.sync_state().await?;
             self.check_removed()?;
             self.publish();
             self.transfers.observe(self.raft.leader(), self.clock.monotonic_ns());
@@ -554,6 +565,32 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         self.release_applied_reads();
         self.raft.advance(&ready);
         self.maybe_compact_log().await
+    }
+
+    /// Makes the state file's apply commits durable once `state_sync_interval`
+    /// passed or `state_sync_entries` were applied since the last time. Until
+    /// then a crash takes them back to the last durable commit and the WAL
+    /// (which keeps everything after it: `maybe_compact_log`) replays them.
+    async fn sync_state(&mut self) -> Result<(), NodeError> {
+        let applied = self.store.consistent_index().index;
+        let durable = self.store.durable_consistent_index().index;
+        if applied == durable {
+            return Ok(());
+        }
+        let now = self.clock.monotonic_ns();
+        let interval_ns = self.options.state_sync_interval.as_nanos() as u64;
+        if applied - durable < self.options.state_sync_entries && now - self.last_state_sync_ns < interval_ns {
+            return Ok(());
+        }
+        let started = self.clock.monotonic_ns();
+        self.store
+            .sync()
+            .await
+            .map_err(|error| NodeError::State(error.to_string()))?;
+        self.last_state_sync_ns = self.clock.monotonic_ns();
+        let took = Duration::from_nanos(self.last_state_sync_ns.saturating_sub(started));
+        self.handle.metrics().backend_commit.observe(took);
+        Ok(())
     }
 
     fn observe_soft_state(&mut self, soft: raft::SoftState) {
@@ -800,6 +837,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 term: status.term.0,
                 commit: status.committed.0,
                 applied: self.store.consistent_index().index,
+                durable_applied: self.store.durable_consistent_index().index,
                 revision: self.store.current_revision().0,
             };
             observer.progress(self.options.id, progress);

@@ -276,6 +276,8 @@ async fn run(config: ServerConfig) -> Result<(), String> {
             },
         },
         lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
+        state_sync_interval: config.backend_batch_interval_effective(),
+        state_sync_entries: config.backend_batch_limit_effective(),
         snapshot_count: config.snapshot_count_effective(),
         snapshot_catchup_entries: config.snapshot_catchup_entries_effective(),
     };

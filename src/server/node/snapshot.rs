@@ -272,7 +272,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     /// The applied index the state file holds durably: the WAL may be
     /// compacted through it.
     pub(super) fn durable_applied_index(&self) -> u64 {
-        self.store.consistent_index().index
+        self.store.durable_consistent_index().index
     }
 }
 
