@@ -10,7 +10,10 @@
 //! 2. append entries and hard state to the WAL and fsync (one group commit),
 //! 3. send the messages that promise durable state,
 //! 4. apply committed entries to MVCC in one B+tree commit that also records
-//!    the applied index, and answer the clients waiting on them,
+//!    the applied index, and answer the clients waiting on them (the commit
+//!    is deferred: `sync_state` makes the state file durable every
+//!    `--backend-batch-interval`, and the WAL, compacted only up to the
+//!    durable applied index, replays what a crash takes back),
 //! 5. release linearizable reads whose index is applied,
 //! 6. `advance`.
 //!
