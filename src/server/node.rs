@@ -433,8 +433,14 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
 
     fn handle_transport(&mut self, event: TransportEvent) {
         match event {
-            TransportEvent::Received(message) => self.raft.step(*message),
-            TransportEvent::Unreachable(peer) => self.raft.report_unreachable(peer),
+            TransportEvent::Received(message) => {
+                self.note_contact(message.from);
+                self.raft.step(*message);
+            }
+            TransportEvent::Unreachable(peer) => {
+                self.note_lost_contact(peer);
+                self.raft.report_unreachable(peer);
+            }
             TransportEvent::Removed => self.learned_removal(),
             TransportEvent::LeaseQuery {
                 query,
