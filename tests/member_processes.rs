@@ -436,7 +436,10 @@ fn a_cluster_migrates_to_three_new_members_one_at_a_time_under_writes() {
             old_member.log()
         );
         let mut current = endpoints.lock().unwrap();
-        let position = current.iter().position(|endpoint| *endpoint == old_member.endpoint()).unwrap();
+        let position = current
+            .iter()
+            .position(|endpoint| *endpoint == old_member.endpoint())
+            .unwrap();
         current[position] = member.endpoint();
         drop(current);
         new.push(member);
@@ -445,7 +448,11 @@ fn a_cluster_migrates_to_three_new_members_one_at_a_time_under_writes() {
     writer.join().unwrap();
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 10, "only {} writes during the migration", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 10,
+        "only {} writes during the migration",
+        acknowledged.len()
+    );
     for member in &new {
         let stored = values(&member.endpoint(), "mig", false).unwrap();
         for key in &acknowledged {
@@ -463,8 +470,15 @@ fn a_cluster_migrates_to_three_new_members_one_at_a_time_under_writes() {
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let revision = value["header"]["revision"].as_i64().unwrap();
     let hashes: Vec<u64> = new.iter().map(|member| hash_kv(&member.endpoint(), revision)).collect();
-    assert!(hashes.iter().all(|hash| *hash == hashes[0]), "HashKV at {revision}: {hashes:?}");
-    eprintln!("{} acknowledged writes, HashKV at {revision}: {:#x}", acknowledged.len(), hashes[0]);
+    assert!(
+        hashes.iter().all(|hash| *hash == hashes[0]),
+        "HashKV at {revision}: {hashes:?}"
+    );
+    eprintln!(
+        "{} acknowledged writes, HashKV at {revision}: {:#x}",
+        acknowledged.len(),
+        hashes[0]
+    );
 }
 
 #[test]
@@ -510,7 +524,11 @@ fn strict_reconfig_check_refuses_changes_that_break_the_connected_quorum() {
         assert!(!output.status.success(), "{args:?} was accepted");
         // etcdctl retries Unavailable once (logging a warning), as against etcd.
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.lines().last(), Some(format!("Error: {UNHEALTHY}").as_str()), "{args:?}");
+        assert_eq!(
+            stderr.lines().last(),
+            Some(format!("Error: {UNHEALTHY}").as_str()),
+            "{args:?}"
+        );
     }
     // The dead member is not part of the active quorum: it may go, and then
     // the cluster takes new members again.
@@ -533,7 +551,10 @@ async fn changes_sent_to_followers_while_another_is_in_flight_are_queued_by_the_
     let mut roles = Vec::new();
     for client in &mut clients {
         let status = client.status().await.unwrap();
-        roles.push((status.leader() == status.header().unwrap().member_id(), status.header().unwrap().member_id()));
+        roles.push((
+            status.leader() == status.header().unwrap().member_id(),
+            status.header().unwrap().member_id(),
+        ));
     }
     let leader = roles.iter().position(|(is_leader, _)| *is_leader).expect("a leader");
     let followers: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
