@@ -18,6 +18,7 @@ use support::process::{etcdctl, free_port, require_tool, start_cluster, temp_dir
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 const REMOVED: &str = "the member has been permanently removed from the cluster";
+const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
 
 /// One line of `etcdctl member list`.
 #[derive(Debug)]
@@ -62,20 +63,25 @@ fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<
 }
 
 /// `etcdctl member add`, returning the new member's hex ID and the
-/// `ETCD_INITIAL_CLUSTER` value it prints.
+/// `ETCD_INITIAL_CLUSTER` value it prints. Retried (bounded) while the leader
+/// answers `unhealthy cluster`: it has not been connected to every voter for an
+/// election timeout yet (just started, or a new leader), as etcd's strict check.
 fn member_add(endpoint: &str, name: &str, peer_port: u16, learner: bool) -> (String, String) {
     let peer_urls = format!("--peer-urls=http://127.0.0.1:{peer_port}");
     let mut args = vec!["member", "add", name, &peer_urls];
     if learner {
         args.push("--learner");
     }
-    let output = etcdctl(endpoint, &args, None);
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "member add: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = eventually(Duration::from_secs(20), "member add", || {
+        let output = etcdctl(endpoint, &args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains(UNHEALTHY) {
+            return None;
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(output.status.success(), "member add: {stdout}{stderr}");
+        Some(stdout)
+    });
     let id = stdout.split_whitespace().nth(1).expect("Member <id> added").to_string();
     let cluster = stdout
         .lines()
@@ -337,4 +343,271 @@ async fn the_etcd_client_crate_manages_members() {
         status_of(refused),
         ("NotFound".to_string(), "etcdserver: member not found".to_string())
     );
+}
+
+/// The index of the member that reports itself leader (bounded wait).
+fn leader_index(members: &[Server]) -> usize {
+    eventually(Duration::from_secs(20), "a leader", || {
+        members.iter().position(|member| {
+            let output = etcdctl(&member.endpoint(), &["endpoint", "status", "-w", "json"], None);
+            let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+            let status = &value[0]["Status"];
+            !status["leader"].is_null() && status["leader"] == status["header"]["member_id"]
+        })
+    })
+}
+
+fn id_of(endpoint: &str, name: &str) -> String {
+    let listed = member_list(endpoint).unwrap();
+    listed
+        .iter()
+        .find(|member| member.name == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {listed:?}"))
+        .id
+        .clone()
+}
+
+/// `etcdctl member remove`, retried (bounded) while the leader answers
+/// `unhealthy cluster`; panics on any other failure.
+fn member_remove(endpoint: &str, id: &str) {
+    eventually(Duration::from_secs(20), "member remove", || {
+        let output = etcdctl(endpoint, &["member", "remove", id], None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains(UNHEALTHY) {
+            return None;
+        }
+        assert!(output.status.success(), "member remove {id}: {stderr}");
+        Some(())
+    });
+}
+
+/// `etcdctl endpoint hashkv --rev=revision` of one member, once it has that revision.
+fn hash_kv(endpoint: &str, revision: i64) -> u64 {
+    let revision = format!("--rev={revision}");
+    eventually(Duration::from_secs(10), "hashkv", || {
+        let output = etcdctl(endpoint, &["endpoint", "hashkv", &revision, "-w", "json"], None);
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        value[0]["HashKV"]["hash"].as_u64()
+    })
+}
+
+#[test]
+fn a_cluster_migrates_to_three_new_members_one_at_a_time_under_writes() {
+    if !require_tool(ETCDCTL) {
+        return;
+    }
+    let mut old = start_cluster(BRAID, &["m1", "m2", "m3"]);
+    let endpoints = Arc::new(Mutex::new(old.iter().map(Server::endpoint).collect::<Vec<_>>()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (stop, acknowledged, endpoints) = (Arc::clone(&stop), Arc::clone(&acknowledged), Arc::clone(&endpoints));
+        std::thread::spawn(move || {
+            // Light and bounded: one etcdctl put at a time, at most 2000.
+            for index in 0..2000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let current = endpoints.lock().unwrap().join(",");
+                let key = format!("mig{index:04}");
+                if etcdctl(&current, &["put", &key, "x"], None).status.success() {
+                    acknowledged.lock().unwrap().push(key);
+                }
+            }
+        })
+    };
+
+    let mut new = Vec::new();
+    for (step, old_member) in old.iter_mut().enumerate() {
+        let through = endpoints.lock().unwrap()[0].clone();
+        let name = format!("n{}", step + 1);
+        let (client, peer) = (free_port(), free_port());
+        let (_, initial_cluster) = member_add(&through, &name, peer, false);
+        let member = start_joining(&name, client, peer, &initial_cluster);
+        // Caught up: it answers a linearizable read (it has applied the leader's commit index).
+        member.wait_ready(Duration::from_secs(30));
+        // Through the new member, which forwards to the leader unless it is the leader.
+        member_remove(&member.endpoint(), &id_of(&member.endpoint(), &old_member.name));
+        let status = old_member.wait_exit(Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "{} still runs or failed: {status:?}\n{}",
+            old_member.name,
+            old_member.log()
+        );
+        let mut current = endpoints.lock().unwrap();
+        let position = current
+            .iter()
+            .position(|endpoint| *endpoint == old_member.endpoint())
+            .unwrap();
+        current[position] = member.endpoint();
+        drop(current);
+        new.push(member);
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 10,
+        "only {} writes during the migration",
+        acknowledged.len()
+    );
+    for member in &new {
+        let stored = values(&member.endpoint(), "mig", false).unwrap();
+        for key in &acknowledged {
+            assert!(stored.contains(key), "acknowledged {key} is missing on {}", member.name);
+        }
+    }
+    let listed = member_list(&new[2].endpoint()).unwrap();
+    let mut names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|member| (member.name.as_str(), member.status.as_str()))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, [("n1", "started"), ("n2", "started"), ("n3", "started")]);
+    let output = etcdctl(&new[0].endpoint(), &["get", "mig", "-w", "json"], None);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let revision = value["header"]["revision"].as_i64().unwrap();
+    let hashes: Vec<u64> = new.iter().map(|member| hash_kv(&member.endpoint(), revision)).collect();
+    assert!(
+        hashes.iter().all(|hash| *hash == hashes[0]),
+        "HashKV at {revision}: {hashes:?}"
+    );
+    eprintln!(
+        "{} acknowledged writes, HashKV at {revision}: {:#x}",
+        acknowledged.len(),
+        hashes[0]
+    );
+}
+
+#[test]
+fn strict_reconfig_check_refuses_changes_that_break_the_connected_quorum() {
+    if !require_tool(ETCDCTL) {
+        return;
+    }
+    let mut members = start_cluster(BRAID, &["m1", "m2", "m3"]);
+    let leader = leader_index(&members);
+    let followers: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
+    let (dead, live) = (followers[0], followers[1]);
+    let ids: Vec<String> = members
+        .iter()
+        .map(|member| id_of(&members[leader].endpoint(), &member.name))
+        .collect();
+    members[dead].kill();
+    let through = members[live].endpoint();
+
+    // A learner add changes no quorum: use it as the probe (undone when it
+    // passes) until the leader has noticed the dead member.
+    eventually(Duration::from_secs(10), "the leader notices the dead member", || {
+        let args = ["member", "add", "probe", "--learner", "--peer-urls=http://127.0.0.1:1"];
+        let output = etcdctl(&through, &args, None);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains(UNHEALTHY) {
+            return Some(());
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}{stderr}");
+        let id = stdout.split_whitespace().nth(1).unwrap().to_string();
+        assert!(etcdctl(&through, &["member", "remove", &id], None).status.success());
+        None
+    });
+    // As etcd 3.4: every voter must be connected to add; a removal must leave a
+    // connected quorum (the leader counts itself).
+    let voter_add = ["member", "add", "n4", "--peer-urls=http://127.0.0.1:2"];
+    for args in [
+        &voter_add[..],
+        &["member", "remove", &ids[live]],
+        &["member", "remove", &ids[leader]],
+    ] {
+        let output = etcdctl(&through, args, None);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        // etcdctl retries Unavailable once (logging a warning), as against etcd.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.lines().last(),
+            Some(format!("Error: {UNHEALTHY}").as_str()),
+            "{args:?}"
+        );
+    }
+    // The dead member is not part of the active quorum: it may go, and then
+    // the cluster takes new members again.
+    let output = etcdctl(&through, &["member", "remove", &ids[dead]], None);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    member_add(&through, "l4", free_port(), true);
+    assert_eq!(member_list(&members[leader].endpoint()).unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn changes_sent_to_followers_while_another_is_in_flight_are_queued_by_the_leader() {
+    use etcd_client::{Client, Error, MemberAddOptions};
+    use support::braid_client::connect;
+
+    let members = Server::start_cluster(BRAID, &["m1", "m2", "m3"]);
+    let mut clients = Vec::new();
+    for member in &members {
+        clients.push(connect(member).await);
+    }
+    let mut roles = Vec::new();
+    for client in &mut clients {
+        let status = client.status().await.unwrap();
+        roles.push((
+            status.leader() == status.header().unwrap().member_id(),
+            status.header().unwrap().member_id(),
+        ));
+    }
+    let leader = roles.iter().position(|(is_leader, _)| *is_leader).expect("a leader");
+    let followers: Vec<usize> = (0..3).filter(|index| *index != leader).collect();
+    let learner = || Some(MemberAddOptions::new().with_is_learner());
+
+    // Wait (bounded) until the leader has been connected to every voter for
+    // an election timeout: until then it refuses adds as `unhealthy cluster`.
+    let started = Instant::now();
+    loop {
+        match clients[leader].member_add(["http://127.0.0.1:1"], learner()).await {
+            Ok(added) => {
+                let id = added.member().unwrap().id();
+                clients[leader].member_remove(id).await.unwrap();
+                break;
+            }
+            Err(error) => {
+                assert!(error.to_string().contains(UNHEALTHY), "{error}");
+                assert!(started.elapsed() < Duration::from_secs(10), "still {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    // Three changes at once, two through the same follower: Raft takes one
+    // change at a time, so the leader queues the others and checks each again
+    // against the table as it stands when its turn comes.
+    let (mut first, mut second, mut third): (Client, Client, Client) = (
+        clients[followers[0]].clone(),
+        clients[followers[0]].clone(),
+        clients[leader].clone(),
+    );
+    let started = Instant::now();
+    let (removed, added_through_follower, added_through_leader) = tokio::join!(
+        first.member_remove(roles[followers[1]].1),
+        second.member_add(["http://127.0.0.1:3"], learner()),
+        third.member_add(["http://127.0.0.1:3"], learner()),
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the changes took {took:?}");
+    removed.unwrap();
+    let refusal = match (added_through_follower, added_through_leader) {
+        (Ok(_), Err(error)) | (Err(error), Ok(_)) => error,
+        other => panic!("expected one add to pass and one to be refused: {other:?}"),
+    };
+    let Error::GRpcStatus(status) = refusal else {
+        panic!("not a gRPC status: {refusal:?}");
+    };
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::FailedPrecondition, "etcdserver: Peer URLs already exists")
+    );
+    let listed = clients[followers[0]].member_list().await.unwrap();
+    assert_eq!(listed.members().len(), 3, "{:?}", listed.members());
+    assert_eq!(listed.members().iter().filter(|member| member.is_learner()).count(), 1);
+    eprintln!("three concurrent changes answered in {took:?}");
 }

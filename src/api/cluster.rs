@@ -3,13 +3,16 @@
 //!
 //! Changes go through Raft and are answered once this member has applied them, with the
 //! table as it stands then. MemberList answers from the applied table; with `linearizable`
-//! it first waits for a ReadIndex barrier, as etcd does. MemberPromote needs the leader's
-//! view of the learner's log, so a follower forwards it to the leader's client URL, as etcd
-//! forwards it over the peer port. Learners refuse every Cluster RPC (etcd's interceptor
+//! it first waits for a ReadIndex barrier, as etcd does. MemberAdd, MemberRemove and
+//! MemberPromote are decided by the leader (it alone knows the learner's log, which peers
+//! it is connected to, and which change is in flight), so a follower forwards them to the
+//! leader's client URL, as etcd forwards MemberPromote over the peer port. Learners refuse every Cluster RPC (etcd's interceptor
 //! allows them only Status, serializable Range and Snapshot).
 
+use std::future::Future;
 use std::time::Duration;
 
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use braid_proto::etcdserverpb as pb;
@@ -24,7 +27,7 @@ use crate::raft::NodeId;
 use crate::server::membership::{Member, MemberAnswer, MemberRequest, MembershipError};
 use crate::server::{NodeHandle, ServerError};
 
-/// How long a forwarded MemberPromote may take (etcd's default request timeout).
+/// How long a forwarded change may take (etcd's default request timeout).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(7);
 
 pub struct ClusterService<B: Backend> {
@@ -41,28 +44,49 @@ impl<B: Backend> ClusterService<B> {
     }
 
     pub async fn serve_member_add(&self, request: pb::MemberAddRequest) -> Result<pb::MemberAddResponse, ApiError> {
-        let answer = self
-            .change(MemberRequest::Add {
-                peer_urls: request.peer_ur_ls,
-                is_learner: request.is_learner,
-            })
-            .await?;
-        Ok(pb::MemberAddResponse {
-            header: Some(response_header(answer.header)),
-            member: Some(member_to_proto(&answer.member)),
-            members: members_to_proto(&answer.members),
-        })
+        let change = MemberRequest::Add {
+            peer_urls: request.peer_ur_ls.clone(),
+            is_learner: request.is_learner,
+        };
+        match self.node.change_membership(change).await {
+            Ok(answer) => Ok(pb::MemberAddResponse {
+                header: Some(response_header(answer.header)),
+                member: Some(member_to_proto(&answer.member)),
+                members: members_to_proto(&answer.members),
+            }),
+            Err(ServerError::Membership(MembershipError::NotLeader { leader })) => {
+                let mut answer = self
+                    .forward(leader, |mut client| async move { client.member_add(request).await })
+                    .await?;
+                self.own_header(&mut answer.header);
+                Ok(answer)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     pub async fn serve_member_remove(
         &self,
         request: pb::MemberRemoveRequest,
     ) -> Result<pb::MemberRemoveResponse, ApiError> {
-        let answer = self.change(MemberRequest::Remove { id: NodeId(request.id) }).await?;
-        Ok(pb::MemberRemoveResponse {
-            header: Some(response_header(answer.header)),
-            members: members_to_proto(&answer.members),
-        })
+        match self
+            .node
+            .change_membership(MemberRequest::Remove { id: NodeId(request.id) })
+            .await
+        {
+            Ok(answer) => Ok(pb::MemberRemoveResponse {
+                header: Some(response_header(answer.header)),
+                members: members_to_proto(&answer.members),
+            }),
+            Err(ServerError::Membership(MembershipError::NotLeader { leader })) => {
+                let mut answer = self
+                    .forward(leader, |mut client| async move { client.member_remove(request).await })
+                    .await?;
+                self.own_header(&mut answer.header);
+                Ok(answer)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     pub async fn serve_member_update(
@@ -105,18 +129,24 @@ impl<B: Backend> ClusterService<B> {
                 members: members_to_proto(&answer.members),
             }),
             Err(ServerError::Membership(MembershipError::NotLeader { leader })) => {
-                self.forward_promote(leader, request).await
+                let mut answer = self
+                    .forward(leader, |mut client| async move { client.member_promote(request).await })
+                    .await?;
+                self.own_header(&mut answer.header);
+                Ok(answer)
             }
             Err(error) => Err(error.into()),
         }
     }
 
-    /// Asks the leader to promote, through its first client URL.
-    async fn forward_promote(
-        &self,
-        leader: NodeId,
-        request: pb::MemberPromoteRequest,
-    ) -> Result<pb::MemberPromoteResponse, ApiError> {
+    /// Sends a change to the leader through its first client URL and returns
+    /// its answer once this member has applied the change too (a ReadIndex
+    /// barrier), so this member's MemberList shows it right away, as etcd's does.
+    async fn forward<T, Call, Answer>(&self, leader: NodeId, call: Call) -> Result<T, ApiError>
+    where
+        Call: FnOnce(ClusterClient<Channel>) -> Answer,
+        Answer: Future<Output = Result<Response<T>, Status>>,
+    {
         let url = self
             .node
             .members()
@@ -125,10 +155,9 @@ impl<B: Backend> ClusterService<B> {
             .and_then(|member| member.client_urls.into_iter().next())
             // The leader has not published its client URLs yet: the client retries.
             .ok_or(EtcdError::LeaderChanged)?;
-        let call = async {
-            let mut client = ClusterClient::connect(url).await.map_err(|_| EtcdError::Unhealthy)?;
-            client
-                .member_promote(request)
+        let forwarded = async {
+            let client = ClusterClient::connect(url).await.map_err(|_| EtcdError::Unhealthy)?;
+            call(client)
                 .await
                 .map(Response::into_inner)
                 .map_err(|status| ApiError::Forwarded {
@@ -136,9 +165,19 @@ impl<B: Backend> ClusterService<B> {
                     message: status.message().to_string(),
                 })
         };
-        tokio::time::timeout(FORWARD_TIMEOUT, call)
+        let answer = tokio::time::timeout(FORWARD_TIMEOUT, forwarded)
             .await
-            .map_err(|_| ApiError::Etcd(EtcdError::Timeout))?
+            .map_err(|_| ApiError::Etcd(EtcdError::Timeout))??;
+        // The change is committed; if the barrier fails, this member learns it a little later.
+        let _ = self.node.linearizable_barrier().await;
+        Ok(answer)
+    }
+
+    /// The header of a forwarded answer names this member, which answered.
+    fn own_header(&self, header: &mut Option<pb::ResponseHeader>) {
+        if let Some(header) = header {
+            header.member_id = response_header(self.node.header()).member_id;
+        }
     }
 }
 

@@ -420,6 +420,7 @@ impl From<MembershipError> for ApiError {
             MembershipError::NotLearner => EtcdError::MemberNotLearner,
             MembershipError::LearnerNotReady => EtcdError::LearnerNotReady,
             MembershipError::TooManyLearners => EtcdError::TooManyLearners,
+            MembershipError::Unhealthy => EtcdError::Unhealthy,
             MembershipError::NotLeader { .. } => EtcdError::NotLeader,
         })
     }
@@ -697,6 +698,7 @@ mod tests {
             MembershipError::NotLearner,
             MembershipError::LearnerNotReady,
             MembershipError::TooManyLearners,
+            MembershipError::Unhealthy,
             MembershipError::NotLeader { leader: NodeId(3) },
         ];
         for error in errors {

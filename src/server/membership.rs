@@ -79,6 +79,10 @@ pub enum MembershipError {
     LearnerNotReady,
     #[error("etcdserver: too many learner members in cluster")]
     TooManyLearners,
+    /// `--strict-reconfig-check`: the change would leave fewer connected
+    /// voters than a quorum (etcd's `ErrUnhealthy`, gRPC Unavailable).
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// Only the leader can decide this (promotion); the API forwards to `leader`.
     #[error("etcdserver: not leader")]
     NotLeader { leader: NodeId },
@@ -319,6 +323,47 @@ impl MemberTable {
         }
         if strict && !self.ready_for_one_more_voter() {
             return Err(MembershipError::NotEnoughStarted);
+        }
+        Ok(())
+    }
+
+    /// MemberAdd under strict checking, after [`Self::check_add`]: every voter
+    /// is connected (etcd's `isConnectedFullySince`, asked for learners too).
+    /// `connected` answers for the peers; `own` always counts.
+    pub fn check_add_connectivity(
+        &self,
+        own: NodeId,
+        connected: impl Fn(NodeId) -> bool,
+    ) -> Result<(), MembershipError> {
+        if self.voters().all(|voter| voter.id == own || connected(voter.id)) {
+            Ok(())
+        } else {
+            Err(MembershipError::Unhealthy)
+        }
+    }
+
+    /// MemberRemove under strict checking, after [`Self::check_remove`]
+    /// (etcd's `mayRemoveMember`): a learner, or a peer this member has no
+    /// contact with (`active` false), may always go, since it is not part of
+    /// the active quorum; otherwise the voters `connected` (counting `own`),
+    /// less the one leaving, must still be a quorum of the remaining voters.
+    pub fn check_remove_connectivity(
+        &self,
+        id: NodeId,
+        own: NodeId,
+        active: impl Fn(NodeId) -> bool,
+        connected: impl Fn(NodeId) -> bool,
+    ) -> Result<(), MembershipError> {
+        if self.member(id).is_some_and(|member| member.is_learner) || (id != own && !active(id)) {
+            return Ok(());
+        }
+        let voters = self.voters().count();
+        let connected = self
+            .voters()
+            .filter(|voter| voter.id == own || connected(voter.id))
+            .count();
+        if connected.saturating_sub(1) < 1 + voters.saturating_sub(1) / 2 {
+            return Err(MembershipError::Unhealthy);
         }
         Ok(())
     }

@@ -246,6 +246,46 @@ fn checks_give_etcds_errors() {
 }
 
 #[test]
+fn strict_checks_count_connected_voters_as_etcd_does() {
+    let table = {
+        let mut table = three();
+        let _ = table.apply_conf_change(&change(ConfChangeKind::AddLearner, 8), Some(&member(8, "", 2480)));
+        table
+    };
+    let own = NodeId(1);
+    let everyone = |_: NodeId| true;
+    let not_3 = |peer: NodeId| peer != NodeId(3);
+    // An add needs every voter connected; the learner does not count.
+    assert_eq!(table.check_add_connectivity(own, everyone), Ok(()));
+    assert_eq!(
+        table.check_add_connectivity(own, not_3),
+        Err(MembershipError::Unhealthy)
+    );
+    assert_eq!(table.check_add_connectivity(own, |peer| peer != NodeId(8)), Ok(()));
+    // Voter 3 unreachable: removing it is fine, removing 2 would leave 1 of 2.
+    assert_eq!(table.check_remove_connectivity(NodeId(3), own, not_3, not_3), Ok(()));
+    assert_eq!(
+        table.check_remove_connectivity(NodeId(2), own, not_3, not_3),
+        Err(MembershipError::Unhealthy)
+    );
+    // Removing ourselves counts ourselves as the one leaving.
+    assert_eq!(
+        table.check_remove_connectivity(own, own, not_3, not_3),
+        Err(MembershipError::Unhealthy)
+    );
+    assert_eq!(table.check_remove_connectivity(own, own, everyone, everyone), Ok(()));
+    // Reachable but connected too recently counts as not connected.
+    assert_eq!(
+        table.check_remove_connectivity(NodeId(2), own, everyone, not_3),
+        Err(MembershipError::Unhealthy)
+    );
+    assert_eq!(
+        table.check_remove_connectivity(NodeId(8), own, everyone, |_| false),
+        Ok(())
+    );
+}
+
+#[test]
 fn client_proposals_are_never_attribute_entries() {
     use crate::mvcc::{PutRequest, WriteRequest};
     use crate::server::proposal::{self, Command, Proposal};

@@ -466,13 +466,20 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     async fn handle_transport(&mut self, event: TransportEvent) {
         match event {
             TransportEvent::Received(message) if message.kind == MessageKind::Snapshot => {
+                self.note_contact(message.from);
                 if let Some(message) = self.receive_snapshot(*message).await {
                     self.raft.step(message);
                 }
             }
-            TransportEvent::Received(message) => self.raft.step(*message),
+            TransportEvent::Received(message) => {
+                self.note_contact(message.from);
+                self.raft.step(*message);
+            }
             TransportEvent::SnapshotSent { to, delivered } => self.raft.report_snapshot(to, delivered),
-            TransportEvent::Unreachable(peer) => self.raft.report_unreachable(peer),
+            TransportEvent::Unreachable(peer) => {
+                self.note_lost_contact(peer);
+                self.raft.report_unreachable(peer);
+            }
             TransportEvent::Removed => self.learned_removal(),
             TransportEvent::LeaseQuery {
                 query,

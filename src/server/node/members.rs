@@ -55,9 +55,19 @@ struct PendingChange {
     reply: MemberReply,
     deadline_ns: u64,
     member: Member,
-    /// A change the leader could not take yet (another change in flight, or
-    /// no entry of its term committed); proposed again on the next tick.
-    retry: Option<ConfChange>,
+    /// A change the leader has not proposed yet: it waits (in request order)
+    /// while another change is in flight or no entry of the leader's term is
+    /// committed, and is validated again against the table when proposed.
+    waiting: Option<MemberRequest>,
+}
+
+/// An unbroken run of messages from one peer: etcd's strict reconfiguration
+/// check asks which peers have been connected since some time, and the
+/// leader hears from every follower at least once per heartbeat.
+#[derive(Clone, Copy, Debug)]
+struct Contact {
+    since_ns: u64,
+    last_ns: u64,
 }
 
 /// The loop's membership state.
@@ -71,6 +81,8 @@ pub(super) struct Members {
     answered: Vec<(u64, Member)>,
     publish_cooldown_ticks: u32,
     removed: bool,
+    /// Peers heard from recently, for `--strict-reconfig-check`.
+    contacts: BTreeMap<NodeId, Contact>,
 }
 
 impl Members {
@@ -83,38 +95,154 @@ impl Members {
             answered: Vec::new(),
             publish_cooldown_ticks: 0,
             removed: false,
+            contacts: BTreeMap::new(),
         }
     }
 }
 
 impl<D: Dir, C: Clock> NodeLoop<D, C> {
-    /// Validates a Cluster-service request against the applied table and proposes it.
+    /// Takes a Cluster-service request. MemberUpdate is an ordinary entry any
+    /// member may propose. Adds, removals and promotions are decided by the
+    /// leader alone (a follower answers `NotLeader` and the API forwards the
+    /// request): only the leader knows which change is in flight and which
+    /// peers it is connected to, and it queues a change that arrives while
+    /// another is in flight instead of letting Raft drop it.
     pub(super) fn handle_member_request(&mut self, request: MemberRequest, reply: MemberReply, deadline_ns: u64) {
         let id = self.next_request_id;
         self.next_request_id += 1;
+        if let MemberRequest::Update { .. } = request {
+            let origin = Origin {
+                member: self.options.id.0,
+                request: id,
+            };
+            match self.prepare_member_change(request, origin) {
+                Ok((member, _)) => {
+                    let pending = PendingChange {
+                        reply,
+                        deadline_ns,
+                        member,
+                        waiting: None,
+                    };
+                    self.members.pending.insert(id, pending);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            }
+            return;
+        }
+        if self.role != Role::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let pending = PendingChange {
+            reply,
+            deadline_ns,
+            member: Member::default(),
+            waiting: Some(request),
+        };
+        self.members.pending.insert(id, pending);
+        self.propose_waiting_member_change();
+    }
+
+    fn not_leader(&self) -> ServerError {
+        match self.leader {
+            NodeId::NONE => ServerError::NoLeader,
+            leader => ServerError::Membership(MembershipError::NotLeader { leader }),
+        }
+    }
+
+    /// Proposes the oldest waiting change once Raft can take it. Only when
+    /// every committed entry is applied: the checks read the applied table,
+    /// which must already hold the change that was in flight.
+    fn propose_waiting_member_change(&mut self) {
+        let status = self.raft.status();
+        if status.committed != status.applied_out {
+            return;
+        }
+        let Some((&id, _)) = self
+            .members
+            .pending
+            .iter()
+            .find(|(_, pending)| pending.waiting.is_some())
+        else {
+            return;
+        };
+        let Some(request) = self
+            .members
+            .pending
+            .get_mut(&id)
+            .and_then(|pending| pending.waiting.take())
+        else {
+            return;
+        };
+        let refused = |members: &mut Members, error: ServerError| {
+            if let Some(pending) = members.pending.remove(&id) {
+                let _ = pending.reply.send(Err(error));
+            }
+        };
+        if self.role != Role::Leader {
+            let error = self.not_leader();
+            refused(&mut self.members, error);
+            return;
+        }
         let origin = Origin {
             member: self.options.id.0,
             request: id,
         };
-        let prepared = self.prepare_member_change(request, origin);
-        let (member, change) = match prepared {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                let _ = reply.send(Err(error));
-                return;
+        let (member, change) = match self.prepare_member_change(request.clone(), origin) {
+            Ok((member, Some(change))) => (member, change),
+            Ok((_, None)) => panic!("request {id}: {request:?} is not a configuration change"),
+            Err(error) => return refused(&mut self.members, error),
+        };
+        match self.raft.propose_conf_change(change) {
+            Ok(()) => {
+                if let Some(pending) = self.members.pending.get_mut(&id) {
+                    pending.member = member;
+                }
             }
-        };
-        let pending = PendingChange {
-            reply,
-            deadline_ns,
-            member,
-            retry: None,
-        };
-        self.members.pending.insert(id, pending);
-        // `None`: an attribute entry, already proposed.
-        if let Some(change) = change {
-            self.propose_member_change(id, change);
+            Err(RaftError::ConfChangeInProgress | RaftError::TransferInProgress) => {
+                if let Some(pending) = self.members.pending.get_mut(&id) {
+                    pending.waiting = Some(request);
+                }
+            }
+            Err(error) => refused(&mut self.members, super::map_raft_error(error)),
         }
+    }
+
+    /// Notes a message from `peer` (for the strict reconfiguration check).
+    pub(super) fn note_contact(&mut self, peer: NodeId) {
+        let now = self.clock.monotonic_ns();
+        let quiet_ns = self.election_timeout_ns();
+        let contact = self.members.contacts.entry(peer).or_insert(Contact {
+            since_ns: now,
+            last_ns: now,
+        });
+        if now.saturating_sub(contact.last_ns) > quiet_ns {
+            contact.since_ns = now;
+        }
+        contact.last_ns = now;
+    }
+
+    /// Messages to `peer` were lost: it no longer counts as connected.
+    pub(super) fn note_lost_contact(&mut self, peer: NodeId) {
+        self.members.contacts.remove(&peer);
+    }
+
+    fn election_timeout_ns(&self) -> u64 {
+        self.options.tick.as_nanos() as u64 * u64::from(self.options.election_ticks)
+    }
+
+    /// Whether `peer` was heard from within the last election timeout and,
+    /// with `for_ns`, continuously for at least that long. etcd asks for 5 s
+    /// of connection (`HealthInterval`); braid asks for one election
+    /// timeout, the span after which it would call a silent peer gone.
+    fn in_contact(&self, peer: NodeId, for_ns: u64) -> bool {
+        let now = self.clock.monotonic_ns();
+        self.members.contacts.get(&peer).is_some_and(|contact| {
+            now.saturating_sub(contact.last_ns) <= self.election_timeout_ns()
+                && now.saturating_sub(contact.since_ns) >= for_ns
+        })
     }
 
     /// The member the request concerns and the change to propose (`None`
@@ -130,6 +258,12 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         let (kind, member) = match request {
             MemberRequest::Add { peer_urls, is_learner } => {
                 table.check_add(&peer_urls, is_learner, strict).map_err(refuse)?;
+                if strict {
+                    let window_ns = self.election_timeout_ns();
+                    table
+                        .check_add_connectivity(self.options.id, |peer| self.in_contact(peer, window_ns))
+                        .map_err(refuse)?;
+                }
                 let wall_ns = self.clock.wall_ns();
                 let id = new_member_id(&peer_urls, &self.members.options.cluster_token, wall_ns);
                 if table.member(id).is_some() || table.is_removed(id) {
@@ -150,6 +284,17 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             }
             MemberRequest::Remove { id } => {
                 table.check_remove(id, strict).map_err(refuse)?;
+                if strict {
+                    let window_ns = self.election_timeout_ns();
+                    table
+                        .check_remove_connectivity(
+                            id,
+                            self.options.id,
+                            |peer| self.in_contact(peer, 0),
+                            |peer| self.in_contact(peer, window_ns),
+                        )
+                        .map_err(refuse)?;
+                }
                 (
                     ConfChangeKind::RemoveVoter,
                     table.member(id).cloned().unwrap_or_default(),
@@ -157,10 +302,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             }
             MemberRequest::Promote { id } => {
                 if self.role != Role::Leader {
-                    return Err(match self.leader {
-                        NodeId::NONE => ServerError::NoLeader,
-                        leader => refuse(MembershipError::NotLeader { leader }),
-                    });
+                    return Err(self.not_leader());
                 }
                 let progress = self.raft.progress();
                 let matched_of = |node: NodeId| {
@@ -199,24 +341,8 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         Ok((member, Some(change)))
     }
 
-    fn propose_member_change(&mut self, id: u64, change: ConfChange) {
-        match self.raft.propose_conf_change(change.clone()) {
-            Ok(()) => {}
-            Err(RaftError::ConfChangeInProgress | RaftError::TransferInProgress) => {
-                if let Some(pending) = self.members.pending.get_mut(&id) {
-                    pending.retry = Some(change);
-                }
-            }
-            Err(error) => {
-                if let Some(pending) = self.members.pending.remove(&id) {
-                    let _ = pending.reply.send(Err(super::map_raft_error(error)));
-                }
-            }
-        }
-    }
-
-    /// Once per tick: retry changes the leader could not take, fail the
-    /// expired ones, and publish this member's attributes if needed.
+    /// Once per tick: fail the expired changes, propose a waiting one, and
+    /// publish this member's attributes if needed.
     pub(super) fn tick_members(&mut self) {
         let now = self.clock.monotonic_ns();
         let expired: Vec<u64> = self
@@ -231,15 +357,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 let _ = pending.reply.send(Err(ServerError::Timeout));
             }
         }
-        let retries: Vec<(u64, ConfChange)> = self
-            .members
-            .pending
-            .iter_mut()
-            .filter_map(|(id, pending)| pending.retry.take().map(|change| (*id, change)))
-            .collect();
-        for (id, change) in retries {
-            self.propose_member_change(id, change);
-        }
+        self.propose_waiting_member_change();
         self.maybe_publish();
     }
 
