@@ -9,7 +9,7 @@ use std::time::Duration;
 use braid::io::MemDir;
 use braid::raft::{ConfState, NodeId};
 use braid::server::hooks::NodeHooks;
-use braid::server::node::{self, Backend, MembershipOptions, NodeOptions};
+use braid::server::node::{self, Backend, MembershipOptions, NodeError, NodeOptions};
 use braid::server::NodeHandle;
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
@@ -52,6 +52,11 @@ pub struct Cluster {
     pub faults: Arc<FaultyTransport>,
     /// Invariants every member reports to.
     pub invariants: Arc<Invariants>,
+    /// Options every member starts from (id, configuration and peers replaced).
+    template: NodeOptions,
+    origin: tokio::time::Instant,
+    /// Hosts handed out so far (a new member never reuses an address).
+    hosts_used: u64,
 }
 
 fn ip_of(index: u64) -> IpAddr {
@@ -102,106 +107,145 @@ impl Cluster {
     /// Creates and starts `size` members.
     pub fn start(size: u64, seed: u64) -> Cluster {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
-        let runtime = madsim::runtime::Handle::current();
         let faults = Arc::new(FaultyTransport::new(seed ^ 0xfa17));
         let invariants = Arc::new(Invariants::default());
-        let origin = tokio::time::Instant::now();
-        let mut members = BTreeMap::new();
         let compaction = LogCompaction::for_seed(seed);
-        for id in &ids {
-            let ip = ip_of(id.0);
-            let disk = MemDir::new();
-            let clock = SimClock::new(origin);
-            let hooks = NodeHooks {
-                faults: Some(faults.clone()),
-                observer: Some(invariants.clone()),
-            };
-            let slot: Arc<Mutex<Option<Handle>>> = Arc::new(Mutex::new(None));
-            let options = NodeOptions {
-                id: *id,
-                cluster_id: 0xb4a1d,
-                initial_conf: ConfState::new(ids.iter().copied(), []),
-                peer_urls: ids
-                    .iter()
-                    .filter(|peer| *peer != id)
-                    .map(|peer| (*peer, format!("http://{}:{PEER_PORT}", ip_of(peer.0))))
-                    .collect(),
-                tick: Duration::from_millis(100),
-                election_ticks: 10,
-                pre_vote: true,
-                max_request_bytes: 1_572_864,
-                request_timeout: Duration::from_secs(7),
-                wal: WalOptions {
-                    segment_size_bytes: compaction.segment_size_bytes,
-                },
-                page_size: 4096,
-                seed: seed ^ id.0,
-                membership: MembershipOptions::default(),
-                maintenance: Default::default(),
-                lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
-                state_sync_interval: compaction.state_sync_interval,
-                state_sync_entries: compaction.state_sync_entries,
-                snapshot_count: compaction.snapshot_count,
-                snapshot_catchup_entries: compaction.catchup_entries,
-            };
-            let node_disk = disk.clone();
-            let node_clock = clock.clone();
-            let node_slot = Arc::clone(&slot);
-            let node = runtime
-                .create_node()
-                .name(format!("n{}", id.0))
-                .ip(ip)
-                .init(move || {
-                    let options = options.clone();
-                    let disk = node_disk.clone();
-                    let clock = Arc::new(node_clock.clone());
-                    let hooks = hooks.clone();
-                    let slot = Arc::clone(&node_slot);
-                    async move {
-                        let started = node::start_with_hooks(options, disk, clock, hooks)
-                            .await
-                            .expect("member starts from its disk");
-                        *slot.lock().unwrap() = Some(started.handle.clone());
-                        let service = PeerServer::new(started.peer_service.clone());
-                        let address = SocketAddr::new(ip, PEER_PORT);
-                        tokio::spawn(async move {
-                            let _ = tonic::transport::Server::builder()
-                                .add_service(service)
-                                .serve(address)
-                                .await;
-                        });
-                        // The client API, exactly as the binary mounts it.
-                        for port in client_ports() {
-                            let mut builder = tonic::transport::Server::builder();
-                            let limits = braid::api::ApiLimits::default();
-                            let api = braid::add_api_services!(builder, started.handle.clone(), limits);
-                            let client_address = SocketAddr::new(ip, port);
-                            tokio::spawn(async move {
-                                if let Err(error) = api.serve(client_address).await {
-                                    eprintln!("client API on {client_address} stopped: {error}");
-                                }
-                            });
-                        }
-                        let _ = started.task.await;
-                    }
-                })
-                .build();
-            members.insert(
-                *id,
-                Member {
-                    id: *id,
-                    ip,
-                    disk,
-                    clock,
-                    node,
-                    handle: slot,
-                },
-            );
-        }
-        Cluster {
-            members,
+        let template = NodeOptions {
+            id: NodeId(1),
+            cluster_id: 0xb4a1d,
+            initial_conf: ConfState::new(ids.iter().copied(), []),
+            peer_urls: BTreeMap::new(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            pre_vote: true,
+            max_request_bytes: 1_572_864,
+            request_timeout: Duration::from_secs(7),
+            wal: WalOptions {
+                segment_size_bytes: compaction.segment_size_bytes,
+            },
+            page_size: 4096,
+            seed,
+            membership: MembershipOptions::default(),
+            maintenance: Default::default(),
+            lease_checkpoint_interval: braid::server::lessor::DEFAULT_CHECKPOINT_INTERVAL,
+            state_sync_interval: compaction.state_sync_interval,
+            state_sync_entries: compaction.state_sync_entries,
+            snapshot_count: compaction.snapshot_count,
+            snapshot_catchup_entries: compaction.catchup_entries,
+        };
+        let mut cluster = Cluster {
+            members: BTreeMap::new(),
             faults,
             invariants,
+            template,
+            origin: tokio::time::Instant::now(),
+            hosts_used: 0,
+        };
+        for id in &ids {
+            let ip = cluster.next_ip();
+            let peers = ids
+                .iter()
+                .filter(|peer| *peer != id)
+                .map(|peer| (*peer, format!("http://{}:{PEER_PORT}", ip_of(peer.0))))
+                .collect();
+            cluster.launch(*id, ip, cluster.template.initial_conf.clone(), peers);
+        }
+        cluster
+    }
+
+    /// The address for the next member (founding members get 10.0.0.1..).
+    pub fn next_ip(&mut self) -> IpAddr {
+        self.hosts_used += 1;
+        ip_of(self.hosts_used)
+    }
+
+    pub fn peer_url(ip: IpAddr) -> String {
+        format!("http://{ip}:{PEER_PORT}")
+    }
+
+    /// Starts member `id` on a new madsim node at `ip` with an empty disk:
+    /// a founding member with the bootstrap `initial_conf`, or a member
+    /// joining after MemberAdd with an empty one (`--initial-cluster-state
+    /// existing`), which learns the cluster from the leader.
+    pub fn launch(&mut self, id: NodeId, ip: IpAddr, initial_conf: ConfState, peer_urls: BTreeMap<NodeId, String>) {
+        let runtime = madsim::runtime::Handle::current();
+        let disk = MemDir::new();
+        let clock = SimClock::new(self.origin);
+        let hooks = NodeHooks {
+            faults: Some(self.faults.clone()),
+            observer: Some(self.invariants.clone()),
+        };
+        let slot: Arc<Mutex<Option<Handle>>> = Arc::new(Mutex::new(None));
+        let options = NodeOptions {
+            id,
+            initial_conf,
+            peer_urls,
+            seed: self.template.seed ^ id.0,
+            ..self.template.clone()
+        };
+        let node_disk = disk.clone();
+        let node_clock = clock.clone();
+        let node_slot = Arc::clone(&slot);
+        let node = runtime
+            .create_node()
+            .name(format!("n{}", id.0))
+            .ip(ip)
+            .init(move || {
+                let options = options.clone();
+                let disk = node_disk.clone();
+                let clock = Arc::new(node_clock.clone());
+                let hooks = hooks.clone();
+                let slot = Arc::clone(&node_slot);
+                async move {
+                    let started = match node::start_with_hooks(options, disk, clock, hooks).await {
+                        Ok(started) => started,
+                        // A removed member refuses to start again, as in production.
+                        Err(NodeError::Removed) => return,
+                        Err(error) => panic!("member starts from its disk: {error:?}"),
+                    };
+                    *slot.lock().unwrap() = Some(started.handle.clone());
+                    let service = PeerServer::new(started.peer_service.clone());
+                    let address = SocketAddr::new(ip, PEER_PORT);
+                    tokio::spawn(async move {
+                        let _ = tonic::transport::Server::builder()
+                            .add_service(service)
+                            .serve(address)
+                            .await;
+                    });
+                    // The client API, exactly as the binary mounts it.
+                    for port in client_ports() {
+                        let mut builder = tonic::transport::Server::builder();
+                        let limits = braid::api::ApiLimits::default();
+                        let api = braid::add_api_services!(builder, started.handle.clone(), limits);
+                        let client_address = SocketAddr::new(ip, port);
+                        tokio::spawn(async move {
+                            if let Err(error) = api.serve(client_address).await {
+                                eprintln!("client API on {client_address} stopped: {error}");
+                            }
+                        });
+                    }
+                    let _ = started.task.await;
+                }
+            })
+            .build();
+        self.members.insert(
+            id,
+            Member {
+                id,
+                ip,
+                disk,
+                clock,
+                node,
+                handle: slot,
+            },
+        );
+    }
+
+    /// Stops a member for good (after it was removed from the cluster).
+    pub fn retire(&mut self, id: NodeId) {
+        if let Some(member) = self.members.remove(&id) {
+            *member.handle.lock().unwrap() = None;
+            madsim::runtime::Handle::current().kill(member.node.id());
         }
     }
 

@@ -9,12 +9,12 @@
 //! recording histories), `watch_check` (watchers resuming across faults, and
 //! etcd's watch guarantees checked against the history), `lease_check`
 //! (lease clients checking leases never expire early and die with a revoke),
-//! `nemesis` (the
-//! seed's fault mix), `run` (one seeded
-//! run: safety phase, heal, liveness, checks), `sweep` (many seeds, repro
-//! lines, determinism).
+//! `nemesis` (the seed's fault mix) with `churn` (members replaced by new
+//! ones, etcd's runbook), `run` (one seeded run: safety phase, heal,
+//! liveness, checks), `sweep` (many seeds, repro lines, determinism).
 #![cfg(madsim)]
 
+pub mod churn;
 pub mod clock;
 pub mod cluster;
 pub mod faults;

@@ -95,11 +95,13 @@ pub struct FaultCounts {
     pub clock_steps: u64,
     pub clock_drifts: u64,
     pub leader_transfers: u64,
+    /// Followers replaced by new members (`churn.rs`).
+    pub member_replacements: u64,
 }
 
 impl FaultCounts {
     /// (class name, count) pairs, in a stable order.
-    pub fn classes(&self) -> [(&'static str, u64); 13] {
+    pub fn classes(&self) -> [(&'static str, u64); 14] {
         [
             ("isolations", self.isolations),
             ("one-way cuts", self.one_way_cuts),
@@ -114,6 +116,7 @@ impl FaultCounts {
             ("clock steps", self.clock_steps),
             ("clock drifts", self.clock_drifts),
             ("leader transfers", self.leader_transfers),
+            ("member replacements", self.member_replacements),
         ]
     }
 }
@@ -156,7 +159,8 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
-    fn is_quiet(&self) -> bool {
+    /// Nothing is broken right now.
+    pub fn is_quiet(&self) -> bool {
         self.isolated.is_empty()
             && self.cut_links.is_empty()
             && self.crashed.is_empty()

@@ -12,6 +12,7 @@ use braid_jepsen::{check, CheckOptions, EtcdModel, History, RegisterModel};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::churn::replace_member;
 use crate::cluster::Cluster;
 use crate::lease_check::{run_lease_client, LeaseLog};
 use crate::nemesis::{FaultCounts, FaultMix, Nemesis};
@@ -91,7 +92,7 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
     // cannot see the load writers' keys (they move the global revision), so
     // only register seeds carry it.
     let load = rng.gen_bool(0.1) && workload == Workload::Register;
-    let cluster = Cluster::start(members, seed);
+    let mut cluster = Cluster::start(members, seed);
     let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let start = tokio::time::Instant::now();
@@ -172,12 +173,27 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
         }
     }
 
+    // A third of the seeds replace members now and then (`churn.rs`).
+    let mut churn_rng = SmallRng::seed_from_u64(seed ^ 0xc4a2_7e55);
+    let churn = churn_rng.gen_bool(0.3);
+
     // Safety phase: the nemesis acts while the clients run.
     let mut nemesis = Nemesis::default();
     tokio::time::sleep(Duration::from_secs(2)).await;
     while tokio::time::Instant::now() < deadline {
         let pause = mix.interval.mul_f64(rng.gen_range(0.5..1.5));
         tokio::time::sleep(pause).await;
+        if churn && nemesis.is_quiet() && churn_rng.gen_bool(0.3) {
+            match replace_member(&mut cluster, &mut churn_rng).await {
+                Ok(_) => nemesis.counts.member_replacements += 1,
+                Err(error) => {
+                    if std::env::var_os("SIM_DEBUG").is_some() {
+                        eprintln!("seed {seed}: member replacement stopped: {error}");
+                    }
+                }
+            }
+            continue;
+        }
         nemesis.act(&cluster, &mix, &mut rng);
     }
     nemesis.heal_all(&cluster);
