@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, LeaseGrantOptions, LeaseTimeToLiveOptions, PutOptions};
-use support::braid_client::{connect, grpc_message};
+use support::braid_client::{connect, grpc_message, roles};
 use support::process::{Server, BRAID};
 use tonic::Code;
 
@@ -157,21 +157,6 @@ async fn an_expired_lease_deletes_its_keys_in_one_revision() {
     assert_eq!(revision, last_put + 1, "three deletes, one revision");
     assert!(!lease_ids(&mut client).await.contains(&id));
     assert_eq!(client.lease_time_to_live(id, None).await.unwrap().ttl(), -1);
-}
-
-/// The member indexes of the leader and of the others, as the members report it.
-async fn roles(clients: &mut [Client]) -> Option<(usize, Vec<usize>)> {
-    let mut leader = None;
-    let mut followers = Vec::new();
-    for (index, client) in clients.iter_mut().enumerate() {
-        let status = client.status().await.ok()?;
-        if status.leader() == status.header()?.member_id() {
-            leader = Some(index);
-        } else {
-            followers.push(index);
-        }
-    }
-    leader.map(|leader| (leader, followers))
 }
 
 #[tokio::test]

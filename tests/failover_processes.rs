@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
-use support::braid_client::connect;
+use support::braid_client::{connect, roles};
 use support::process::{Server, BRAID};
 
 const PREFIX: &str = "w/";
@@ -33,21 +33,6 @@ const WRITES_AFTER: usize = 20;
 
 /// (key, mod revision) of each put event, in arrival order.
 type Events = Arc<Mutex<Vec<(String, i64)>>>;
-
-/// The member indexes of the leader and of the others, as the members report it.
-async fn roles(clients: &mut [Client]) -> Option<(usize, Vec<usize>)> {
-    let mut leader = None;
-    let mut followers = Vec::new();
-    for (index, client) in clients.iter_mut().enumerate() {
-        let status = client.status().await.ok()?;
-        if status.leader() == status.header()?.member_id() {
-            leader = Some(index);
-        } else {
-            followers.push(index);
-        }
-    }
-    leader.map(|leader| (leader, followers))
-}
 
 /// A watcher of `PREFIX` from `from_revision` that, whenever its stream
 /// breaks, reconnects to the next of `fallbacks` and resumes at the revision

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::process::{etcdctl, free_port, require_tool, start_cluster, temp_dir, Server, ETCDCTL};
+use support::process::{etcdctl, eventually, free_port, require_tool, start_cluster, temp_dir, Server, ETCDCTL};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 const REMOVED: &str = "the member has been permanently removed from the cluster";
@@ -48,18 +48,6 @@ fn member_list(endpoint: &str) -> Result<Vec<Listed>, String> {
             }
         })
         .collect())
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `etcdctl member add`, returning the new member's hex ID and the

@@ -9,9 +9,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::process::{etcdctl, free_port, require_tool, temp_dir, Server, BRAID, ETCDCTL};
+use support::process::{etcdctl, eventually, free_port, require_tool, temp_dir, Server, BRAID, ETCDCTL};
 
 const KEYS: usize = 240;
 
@@ -37,18 +37,6 @@ fn start_compacting_cluster(names: &[&str]) -> Vec<Server> {
         member.wait_ready(Duration::from_secs(30));
     }
     members
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `key`'s value as the member at `endpoint` holds it locally (a serializable read).

@@ -566,33 +566,34 @@ fn load_state(snapshot: &impl BackendRead) -> Result<(IndexState, Option<Physica
 
 /// The batch that turns `current`'s entries into `source`'s.
 fn difference(current: &impl BackendRead, source: &impl BackendRead) -> Result<WriteBatch, BackendError> {
-    let (start, end) = ([0u8], [0xffu8; 2]);
     let mut batch = WriteBatch::new();
-    let mut failure = None;
-    source.scan(&start, &end, &mut |key, value| match current.get(key) {
-        Ok(Some(existing)) if existing == value => ControlFlow::Continue(()),
-        Ok(_) => {
+    scan_all(source, &mut |key, value| {
+        if current.get(key)?.as_deref() != Some(value) {
             batch.put(Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
-            ControlFlow::Continue(())
         }
-        Err(error) => {
-            failure = Some(error);
-            ControlFlow::Break(())
-        }
+        Ok(())
     })?;
-    current.scan(&start, &end, &mut |key, _| match source.get(key) {
-        Ok(Some(_)) => ControlFlow::Continue(()),
-        Ok(None) => {
+    scan_all(current, &mut |key, _| {
+        if source.get(key)?.is_none() {
             batch.delete(Bytes::copy_from_slice(key));
-            ControlFlow::Continue(())
         }
+        Ok(())
+    })?;
+    Ok(batch)
+}
+
+/// Visits every entry of `read`, stopping at the first error `visit` returns.
+fn scan_all<F>(read: &impl BackendRead, visit: &mut F) -> Result<(), BackendError>
+where
+    F: FnMut(&[u8], &[u8]) -> Result<(), BackendError>,
+{
+    let mut failure = None;
+    read.scan(&[0u8], &[0xffu8; 2], &mut |key, value| match visit(key, value) {
+        Ok(()) => ControlFlow::Continue(()),
         Err(error) => {
             failure = Some(error);
             ControlFlow::Break(())
         }
     })?;
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(batch),
-    }
+    failure.map_or(Ok(()), Err)
 }

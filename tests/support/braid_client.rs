@@ -32,3 +32,18 @@ pub fn grpc_message(error: etcd_client::Error) -> (tonic::Code, String) {
         other => panic!("expected a gRPC status, got {other:?}"),
     }
 }
+
+/// The member indexes of the leader and of the others, as the members report it.
+pub async fn roles(clients: &mut [Client]) -> Option<(usize, Vec<usize>)> {
+    let mut leader = None;
+    let mut followers = Vec::new();
+    for (index, client) in clients.iter_mut().enumerate() {
+        let status = client.status().await.ok()?;
+        if status.leader() == status.header()?.member_id() {
+            leader = Some(index);
+        } else {
+            followers.push(index);
+        }
+    }
+    leader.map(|leader| (leader, followers))
+}

@@ -233,3 +233,15 @@ pub fn differing_steps(expected: &[String], actual: &[String]) -> Vec<String> {
         .map(|(expected, actual)| format!("--- etcd\n{expected}\n--- braid\n{actual}"))
         .collect()
 }
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
