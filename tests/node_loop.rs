@@ -19,6 +19,7 @@ use braid::server::ServerError;
 use braid::wal::WalOptions;
 use braid_proto::braidpb::peer_server::PeerServer;
 use bytes::Bytes;
+use rand::SeedableRng;
 
 fn options(id: u64, members: &[u64], ports: &BTreeMap<u64, u16>) -> NodeOptions {
     NodeOptions {
@@ -202,6 +203,10 @@ async fn three_members_survive_the_loss_of_the_leader() {
     let crashed = members.remove(&leader).unwrap();
     crashed.started.task.abort();
     crashed.server.abort();
+    let _ = crashed.started.task.await;
+    // A power failure too: the state file's deferred commits are lost (it
+    // reopens at its last durable commit) and the WAL brings them back.
+    dirs[&leader].crash(&mut rand::rngs::SmallRng::seed_from_u64(7));
     let survivor = members.keys().next().copied().unwrap();
     put_eventually(&members[&survivor], "after-crash", "v").await;
     for key in &acknowledged {
@@ -218,4 +223,7 @@ async fn three_members_survive_the_loss_of_the_leader() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(get(&restarted, "after-crash").await.as_deref(), Some(&b"v"[..]));
+    for key in &acknowledged {
+        assert!(get(&restarted, key).await.is_some(), "restarted member lacks {key}");
+    }
 }

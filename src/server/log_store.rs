@@ -47,6 +47,9 @@ fn from_wal(entry: WalEntry) -> Result<Entry, WalError> {
 
 pub struct LogStore<D: Dir> {
     wal: Wal<D>,
+    /// (term, vote) of the last hard state written: a round that changes
+    /// neither and appends no entry needs no fsync (see `persist`).
+    written_term_vote: (u64, u64),
 }
 
 impl<D: Dir> LogStore<D> {
@@ -82,18 +85,29 @@ impl<D: Dir> LogStore<D> {
             vote: NodeId(state.vote),
             commit: Index(state.commit),
         });
+        let written_term_vote = (hard_state.term.0, hard_state.vote.0);
         let persisted = Persisted {
             hard_state,
             snapshot,
             entries,
             ..Persisted::default()
         };
-        Ok((LogStore { wal }, persisted))
+        Ok((LogStore { wal, written_term_vote }, persisted))
     }
 
-    /// Makes `ready`'s entries and hard state durable (one append, one sync).
-    pub async fn persist(&self, ready: &Ready) -> Result<(), WalError> {
-        if self.append_without_sync(ready).await? {
+    /// Makes `ready`'s entries and hard state durable (one append, one sync),
+    /// except a hard state that only moves the commit index: it is written and
+    /// becomes durable with the next sync, as etcd's `MustSync` decides.
+    /// Nothing promised depends on it: a restart with an older commit index
+    /// learns it again from the leader, and Raft clamps the applied index to
+    /// it, so mvcc's exactly-once guard skips the entries handed out again.
+    /// This saves the leader an fsync per write between the quorum's
+    /// acknowledgement and the apply.
+    pub async fn persist(&mut self, ready: &Ready) -> Result<(), WalError> {
+        let term_vote = ready.hard_state.map(|state| (state.term.0, state.vote.0));
+        let must_sync =
+            !ready.entries.is_empty() || term_vote.is_some_and(|term_vote| term_vote != self.written_term_vote);
+        if self.append_without_sync(ready).await? && must_sync {
             self.wal.sync().await?;
         }
         Ok(())
@@ -118,7 +132,7 @@ impl<D: Dir> LogStore<D> {
 
     /// Queues `ready`'s records without making them durable. Only a planted
     /// simulation bug calls this directly; returns whether anything was queued.
-    pub async fn append_without_sync(&self, ready: &Ready) -> Result<bool, WalError> {
+    pub async fn append_without_sync(&mut self, ready: &Ready) -> Result<bool, WalError> {
         if ready.entries.is_empty() && ready.hard_state.is_none() {
             return Ok(false);
         }
@@ -129,6 +143,9 @@ impl<D: Dir> LogStore<D> {
             commit: state.commit.0,
         });
         self.wal.append(&entries, hard_state).await?;
+        if let Some(state) = hard_state {
+            self.written_term_vote = (state.term, state.vote);
+        }
         self.wal.flush().await?;
         Ok(true)
     }
