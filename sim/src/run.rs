@@ -224,6 +224,8 @@ pub async fn scenario(seed: u64) -> (RunReport, History) {
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)))
             .build();
         let read_deadline = tokio::time::Instant::now() + LIVENESS_BOUND;
+        // Members may have been replaced: read from the ones there now.
+        let urls: Vec<String> = cluster.members.keys().map(|id| cluster.client_url(*id)).collect();
         let reader = read_every_key(200, workload, urls.clone(), start, read_deadline, Arc::clone(&recorder));
         let unread = checker.spawn(reader).await.unwrap_or_default();
         if !unread.is_empty() {
