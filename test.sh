@@ -47,7 +47,7 @@ cargo test -p braid-sim --lib -j "$jobs" --config "$sim_config" --target-dir tar
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 step "simulation seed sweep (sim/sweep)"
-sim/sweep --seeds "${BRAID_SWEEP_SEEDS:-600}" --jobs "$jobs" 2>&1 | grep -v '^braid: ' | tee -a "$log"
+sim/sweep --seeds "${BRAID_SWEEP_SEEDS:-400}" --jobs "$jobs" 2>&1 | grep -v '^braid: ' | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
