@@ -485,7 +485,8 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 query,
                 applied_index,
                 reply,
-            } => self.handle_lease_query(query, applied_index, reply),
+                confirmed,
+            } => self.handle_lease_query(query, applied_index, reply, confirmed),
         }
     }
 

@@ -60,6 +60,9 @@ pub enum TransportEvent {
         query: LeaseQuery,
         applied_index: u64,
         reply: oneshot::Sender<Result<LeaseResponse, ServerError>>,
+        /// This member's leadership was confirmed (a ReadIndex round) after
+        /// the query arrived; until then the query waits for one.
+        confirmed: bool,
     },
 }
 
@@ -119,6 +122,11 @@ impl Transport {
     pub fn set_members(&self, members: Vec<Member>, removed: BTreeSet<NodeId>) {
         let mut directory = self.directory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *directory = PeerDirectory { members, removed };
+    }
+
+    /// Hands `event` to this member's own node loop, as if it had arrived.
+    pub fn loop_back(&self, event: TransportEvent) {
+        let _ = self.events.send(event);
     }
 
     /// Starts (or restarts) the sender for `peer` at `url` (`http://host:port`).
@@ -622,6 +630,7 @@ impl braidpb::peer_server::Peer for PeerService {
             query,
             applied_index: request.applied_index,
             reply,
+            confirmed: false,
         };
         let stopped = || tonic::Status::unavailable("etcdserver: server stopped");
         self.events.send(event).map_err(|_| stopped())?;

@@ -27,6 +27,7 @@ use crate::server::lessor::{
     LessorOptions, CHECKPOINT_BATCH_MAX, MAX_LEASE_TTL_SECONDS, REVOKES_PER_SECOND,
 };
 use crate::server::proposal::Command;
+use crate::server::transport::TransportEvent;
 
 type LeaseReply = oneshot::Sender<Result<(LeaseResponse, Header), ServerError>>;
 type QueryReply = oneshot::Sender<Result<LeaseResponse, ServerError>>;
@@ -166,12 +167,17 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         });
     }
 
-    /// Answers a keepalive or time-to-live query here if this member leads,
-    /// otherwise through the leader.
+    /// Answers a keepalive or time-to-live query here if this member leads
+    /// (once its leadership is confirmed), otherwise through the leader.
     fn ask_leader(&mut self, query: LeaseQuery, reply: LeaseReply) {
         if self.role == Role::Leader {
-            let answer = self.answer_query(query).map(|response| (response, self.header()));
-            let _ = reply.send(answer);
+            let (query_reply, answer) = oneshot::channel();
+            self.confirm_leadership_then_answer(query, 0, query_reply);
+            let header = self.header();
+            tokio::spawn(async move {
+                let answer = answer.await.unwrap_or(Err(ServerError::Stopped));
+                let _ = reply.send(answer.map(|response| (response, header)));
+            });
             return;
         }
         if self.leader == NodeId::NONE {
@@ -190,10 +196,49 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         });
     }
 
-    /// A follower forwarded `query` to this member as the leader.
-    pub(super) fn handle_lease_query(&mut self, query: LeaseQuery, applied_index: u64, reply: QueryReply) {
+    /// Runs a ReadIndex round (a heartbeat quorum) before `query` is
+    /// answered, as etcd does before renewing a lease: a deposed leader that
+    /// has not heard of the new term yet must not renew a lease the new
+    /// leader will expire on its own schedule.
+    fn confirm_leadership_then_answer(&mut self, query: LeaseQuery, applied_index: u64, reply: QueryReply) {
+        let (read_reply, confirmed) = oneshot::channel();
+        let deadline_ns = self.clock.monotonic_ns() + self.options.request_timeout.as_nanos() as u64;
+        self.waiting_reads.push(super::PendingRead {
+            reply: read_reply,
+            deadline_ns,
+        });
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            match confirmed.await {
+                Ok(Ok(())) => transport.loop_back(TransportEvent::LeaseQuery {
+                    query,
+                    applied_index,
+                    reply,
+                    confirmed: true,
+                }),
+                Ok(Err(error)) => {
+                    let _ = reply.send(Err(error));
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(ServerError::Stopped));
+                }
+            }
+        });
+    }
+
+    /// A keepalive or time-to-live query for this member as the leader: from
+    /// a follower, or from this member once its leadership is `confirmed`.
+    pub(super) fn handle_lease_query(
+        &mut self,
+        query: LeaseQuery,
+        applied_index: u64,
+        reply: QueryReply,
+        confirmed: bool,
+    ) {
         if self.role != Role::Leader {
             let _ = reply.send(Err(ServerError::LeaderChanged));
+        } else if !confirmed {
+            self.confirm_leadership_then_answer(query, applied_index, reply);
         } else if self.store.consistent_index().index >= applied_index {
             let _ = reply.send(self.answer_query(query));
         } else {

@@ -216,7 +216,12 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             // state file and WAL agree after installing it.
             let applied = Index(self.store.consistent_index().index);
             let Some(meta) = self.raft.snapshot_meta_at(applied) else {
-                panic!("the applied index {} has no snapshot position in Raft's log", applied.0);
+                // Just after a restart Raft may hand out again entries the
+                // state file already holds (its commit index was not synced:
+                // `LogStore::persist`); until it has, the image is ahead of
+                // every position Raft can name. Raft retries the snapshot.
+                self.raft.report_snapshot(message.to, false);
+                continue;
             };
             let position = meta.index.0;
             if let Some(snapshot) = message.snapshot.as_mut() {
@@ -245,9 +250,14 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     /// Compacts Raft's log and the WAL once `snapshot_count` entries were
     /// applied since the last time, keeping `snapshot_catchup_entries`.
     pub(super) async fn maybe_compact_log(&mut self) -> Result<(), NodeError> {
-        let applied = self.durable_applied_index();
         let snapshot_index = self.raft.snapshot().meta.index.0;
         let count = self.options.snapshot_count.max(1);
+        if self.durable_applied_index() < snapshot_index.saturating_add(count) {
+            return Ok(());
+        }
+        // Raft can only compact what it handed out; after a restart that may
+        // trail the state file for a moment (see `send_snapshots`).
+        let applied = self.durable_applied_index().min(self.raft.status().applied_out.0);
         if applied < snapshot_index.saturating_add(count) {
             return Ok(());
         }
