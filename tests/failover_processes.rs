@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use support::braid_client::{connect, roles};
 use support::process::{Server, BRAID};
 
@@ -231,7 +231,17 @@ async fn watchers_resume_without_gaps_and_leases_keep_their_ttls_when_the_leader
     let killed = Instant::now();
     let (_, after) = writer.await.unwrap();
     acknowledged.extend(after);
-    survivor.put(END_KEY, "v", None).await.unwrap();
+    // Right after the failover a put can time out (its proposal died with the
+    // old leader, as in etcd): create the end key at most once, retrying.
+    loop {
+        assert!(Instant::now() < deadline, "{END_KEY} could not be written");
+        let create = Txn::new()
+            .when([Compare::version(END_KEY, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(END_KEY, "v", None)]);
+        if let Ok(Ok(_)) = tokio::time::timeout(CALL_LIMIT, survivor.txn(create)).await {
+            break;
+        }
+    }
 
     // The lease left alone: gone no earlier than its TTL after the grant was
     // sent, and not much later than a full TTL after the failover.
