@@ -39,6 +39,9 @@ step "cargo test (workspace)"
 cargo test --workspace -j "$jobs" 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+step "microbenchmarks, each case once (divan test mode)"
+cargo test -j "$jobs" --bench raft --bench wal --bench btree --bench mvcc || status=1
+
 step "simulation (--cfg madsim, own target dir target/sim)"
 sim_config="target.'cfg(all())'.rustflags = ['--cfg=madsim']"
 cargo build --workspace --lib -j "$jobs" --config "$sim_config" --target-dir target/sim || status=1

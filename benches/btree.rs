@@ -1,16 +1,19 @@
-//! B+tree microbenchmark: put, get and range throughput on an in-memory page
-//! store (so it measures the tree, not the disk). Bounded loops; prints ops/s.
-//! Run: `cargo bench --bench btree` (`BTREE_BENCH_KEYS` changes the key count).
+//! B+tree microbenchmarks (divan): put + commit, get, range and snapshot
+//! streaming on an in-memory page store, so they measure the tree, not the disk.
+//!
+//! Run: `cargo bench --bench btree`. `cargo test --benches` runs each case once
+//! on a smaller tree.
 
 use std::collections::BTreeMap;
 use std::future::{ready, Future};
 use std::io;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use braid::btree::{BTree, BTreeOptions};
+use braid::btree::{BTree, BTreeOptions, ReadTxn};
 use braid::io::{PageId, PageStore};
 use bytes::Bytes;
+use divan::counter::ItemsCount;
+use divan::{black_box, Bencher};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -52,99 +55,128 @@ impl PageStore for MemoryPages {
     }
 }
 
+fn main() {
+    divan::main();
+}
+
+/// Keys in the tree the benches work on (fewer in unoptimised test runs).
+const KEYS: u64 = if cfg!(debug_assertions) { 2_000 } else { 100_000 };
+
 fn key(index: u64) -> Vec<u8> {
     format!("/registry/pods/default/pod-{index:010}").into_bytes()
 }
 
-fn report(name: &str, ops: u64, started: Instant) {
-    // Wall time is fine here: benches never run in the simulator.
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{name:<44} {ops:>9} ops in {seconds:>7.3} s = {:>11.0} ops/s",
-        ops as f64 / seconds
-    );
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    tree: BTree<MemoryPages>,
+    rng: SmallRng,
 }
 
-async fn bench(keys: u64) {
-    let store = MemoryPages {
-        page_size: 4096,
-        pages: Arc::default(),
-    };
-    let tree = BTree::open(store, BTreeOptions::default()).await.expect("open");
-    let value = Bytes::from(vec![7u8; 256]);
-    let batch = 1000;
-    let mut rng = SmallRng::seed_from_u64(1);
-
-    let started = Instant::now();
-    for first in (0..keys).step_by(batch) {
-        let mut write = tree.write().await.expect("write");
-        for index in first..(first + batch as u64).min(keys) {
-            write.put(&key(index), value.clone()).expect("put");
+impl Fixture {
+    /// A tree of `KEYS` entries of 256 B, loaded 1000 per commit.
+    fn loaded() -> Fixture {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let store = MemoryPages {
+            page_size: 4096,
+            pages: Arc::default(),
+        };
+        let tree = runtime
+            .block_on(async {
+                let tree = BTree::open(store, BTreeOptions::default()).await?;
+                for first in (0..KEYS).step_by(1000) {
+                    let mut write = tree.write().await?;
+                    for index in first..(first + 1000).min(KEYS) {
+                        write.put(&key(index), value())?;
+                    }
+                    write.commit().await?;
+                }
+                Ok::<_, braid::btree::BTreeError>(tree)
+            })
+            .expect("load the tree");
+        Fixture {
+            runtime,
+            tree,
+            rng: SmallRng::seed_from_u64(1),
         }
-        write.commit().await.expect("commit");
     }
-    report("put, sequential keys, 1000 per commit", keys, started);
 
-    let started = Instant::now();
-    for _ in (0..keys).step_by(batch) {
-        let mut write = tree.write().await.expect("write");
-        for _ in 0..batch {
-            write.put(&key(rng.gen_range(0..keys)), value.clone()).expect("put");
-        }
-        write.commit().await.expect("commit");
+    fn read(&self) -> ReadTxn<MemoryPages> {
+        self.tree.read().expect("read")
     }
-    report("put, random overwrite, 1000 per commit", keys, started);
 
-    let commits = 2000;
-    let started = Instant::now();
-    for _ in 0..commits {
-        let mut write = tree.write().await.expect("write");
-        write.put(&key(rng.gen_range(0..keys)), value.clone()).expect("put");
-        write.commit().await.expect("commit");
+    /// Overwrites `batch` random existing keys in one transaction.
+    fn overwrite(&mut self, batch: usize, durable: bool) {
+        let keys: Vec<Vec<u8>> = (0..batch).map(|_| key(self.rng.gen_range(0..KEYS))).collect();
+        let tree = &self.tree;
+        self.runtime
+            .block_on(async {
+                let mut write = tree.write().await?;
+                for key in &keys {
+                    write.put(key, value())?;
+                }
+                if durable {
+                    write.commit().await
+                } else {
+                    write.commit_deferred().await
+                }
+            })
+            .expect("commit");
     }
-    report("put, random overwrite, 1 per commit", commits, started);
-
-    let read = tree.read().expect("read");
-    let gets = keys * 2;
-    let started = Instant::now();
-    for _ in 0..gets {
-        let found = read.get(&key(rng.gen_range(0..keys))).expect("get");
-        assert!(found.is_some());
-    }
-    report("get, random existing key", gets, started);
-
-    let ranges = 2000;
-    let started = Instant::now();
-    let mut entries = 0;
-    for _ in 0..ranges {
-        let start = key(rng.gen_range(0..keys));
-        entries += read.range_iter(&start, None).take(100).count() as u64;
-    }
-    report("range entries, 100 per scan from a random key", entries, started);
-
-    let started = Instant::now();
-    let pages = read
-        .snapshot()
-        .map(|page| page.expect("page").len() as u64)
-        .sum::<u64>()
-        / 4096;
-    report("snapshot stream pages", pages, started);
-    drop(read);
-    let stats = tree.stats();
-    println!(
-        "tree: {} entries, {} pages ({} free), {:.1} MiB file",
-        stats.entry_count,
-        stats.page_count,
-        stats.free_page_count,
-        stats.file_bytes as f64 / (1024.0 * 1024.0)
-    );
 }
 
-fn main() {
-    let keys = std::env::var("BTREE_BENCH_KEYS")
-        .ok()
-        .and_then(|keys| keys.parse().ok())
-        .unwrap_or(100_000);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    runtime.block_on(bench(keys));
+fn value() -> Bytes {
+    Bytes::from_static(&[7u8; 256])
+}
+
+/// Random overwrites of `batch` keys per durable commit (1 = one put per
+/// transaction; 1000 = a bulk load).
+#[divan::bench(args = [1, 64, 1000])]
+fn put_commit(bencher: Bencher, batch: usize) {
+    let mut fixture = Fixture::loaded();
+    bencher
+        .counter(ItemsCount::new(batch))
+        .bench_local(|| fixture.overwrite(batch, true));
+}
+
+/// The same with deferred commits (no meta write; how the server applies).
+#[divan::bench(args = [1, 64])]
+fn put_commit_deferred(bencher: Bencher, batch: usize) {
+    let mut fixture = Fixture::loaded();
+    bencher
+        .counter(ItemsCount::new(batch))
+        .bench_local(|| fixture.overwrite(batch, false));
+}
+
+#[divan::bench]
+fn get_random_existing(bencher: Bencher) {
+    let mut fixture = Fixture::loaded();
+    let read = fixture.read();
+    bencher.bench_local(|| {
+        let found = read.get(&key(fixture.rng.gen_range(0..KEYS))).expect("get");
+        assert!(black_box(found).is_some());
+    });
+}
+
+/// 100 entries scanned from a random key.
+#[divan::bench]
+fn range_100_from_random_key(bencher: Bencher) {
+    let mut fixture = Fixture::loaded();
+    let read = fixture.read();
+    bencher.counter(ItemsCount::new(100usize)).bench_local(|| {
+        let start = key(fixture.rng.gen_range(0..KEYS - 100));
+        assert_eq!(read.range_iter(&start, None).take(100).count(), 100);
+    });
+}
+
+/// Streaming every page of a consistent snapshot (what a follower catching up receives).
+#[divan::bench(sample_count = 20)]
+fn snapshot_stream(bencher: Bencher) {
+    let fixture = Fixture::loaded();
+    let read = fixture.read();
+    let pages = fixture.tree.stats().page_count;
+    bencher.counter(ItemsCount::new(pages)).bench_local(|| {
+        read.snapshot()
+            .map(|page| page.expect("page").len() as u64)
+            .sum::<u64>()
+    });
 }
