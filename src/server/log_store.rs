@@ -4,6 +4,8 @@
 //! The WAL knows bytes, not Raft: an entry's kind travels as the first byte of
 //! its WAL payload.
 
+use std::sync::Arc;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::io::Dir;
@@ -46,7 +48,8 @@ fn from_wal(entry: WalEntry) -> Result<Entry, WalError> {
 }
 
 pub struct LogStore<D: Dir> {
-    wal: Wal<D>,
+    /// Shared with the `PendingSync`s handed out by `write`.
+    wal: Arc<Wal<D>>,
     /// (term, vote) of the last hard state written: a round that changes
     /// neither and appends no entry needs no fsync (see `persist`).
     written_term_vote: (u64, u64),
@@ -92,25 +95,34 @@ impl<D: Dir> LogStore<D> {
             entries,
             ..Persisted::default()
         };
-        Ok((LogStore { wal, written_term_vote }, persisted))
+        Ok((
+            LogStore {
+                wal: Arc::new(wal),
+                written_term_vote,
+            },
+            persisted,
+        ))
     }
 
-    /// Makes `ready`'s entries and hard state durable (one append, one sync),
-    /// except a hard state that only moves the commit index: it is written and
-    /// becomes durable with the next sync, as etcd's `MustSync` decides.
-    /// Nothing promised depends on it: a restart with an older commit index
-    /// learns it again from the leader, and Raft clamps the applied index to
-    /// it, so mvcc's exactly-once guard skips the entries handed out again.
-    /// This saves the leader an fsync per write between the quorum's
-    /// acknowledgement and the apply.
-    pub async fn persist(&mut self, ready: &Ready) -> Result<(), WalError> {
+    /// Writes `ready`'s entries and hard state to the WAL (one device append)
+    /// and returns the sync that makes them durable, which the caller awaits
+    /// while it applies committed entries (`raft/mod.rs` allows both at once).
+    ///
+    /// Returns `None` when nothing must be synced: a hard state that only
+    /// moves the commit index is written and becomes durable with the next
+    /// sync, as etcd's `MustSync` decides. Nothing promised depends on it: a
+    /// restart with an older commit index learns it again from the leader, and
+    /// Raft clamps the applied index to it, so mvcc's exactly-once guard skips
+    /// the entries handed out again. This saves the leader an fsync per write
+    /// between the quorum's acknowledgement and the apply.
+    pub async fn write(&mut self, ready: &Ready) -> Result<Option<PendingSync<D>>, WalError> {
         let term_vote = ready.hard_state.map(|state| (state.term.0, state.vote.0));
         let must_sync =
             !ready.entries.is_empty() || term_vote.is_some_and(|term_vote| term_vote != self.written_term_vote);
-        if self.append_without_sync(ready).await? && must_sync {
-            self.wal.sync().await?;
-        }
-        Ok(())
+        let written = self.append_without_sync(ready).await?;
+        Ok((written && must_sync).then(|| PendingSync {
+            wal: Arc::clone(&self.wal),
+        }))
     }
 
     /// Makes the log start after `meta` (a snapshot received from the leader
@@ -148,6 +160,19 @@ impl<D: Dir> LogStore<D> {
         }
         self.wal.flush().await?;
         Ok(true)
+    }
+}
+
+/// A WAL sync that `LogStore::write` owes its caller; owns what it needs, so
+/// it can run alongside work that borrows the node.
+#[must_use = "the records are not durable until the sync is awaited"]
+pub struct PendingSync<D: Dir> {
+    wal: Arc<Wal<D>>,
+}
+
+impl<D: Dir> PendingSync<D> {
+    pub async fn wait(self) -> Result<(), WalError> {
+        self.wal.sync().await
     }
 }
 

@@ -7,9 +7,9 @@
 //! then works off `Ready` in the order `raft/mod.rs` documents:
 //!
 //! 1. send the leader's messages (they may leave before the local write),
-//! 2. append entries and hard state to the WAL and fsync (one group commit),
-//! 3. send the messages that promise durable state,
-//! 4. apply committed entries to MVCC in one B+tree commit that also records
+//! 2. write entries and hard state to the WAL and fsync (one group commit),
+//! 3. send the messages that promise durable state once the fsync is done,
+//! 4. meanwhile, apply committed entries to MVCC in one B+tree commit that also records
 //!    the applied index, and answer the clients waiting on them (the commit
 //!    is deferred: `sync_state` makes the state file durable every
 //!    `--backend-batch-interval`, and the WAL, compacted only up to the
@@ -401,27 +401,47 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         if self.bugs.ack_before_fsync {
             self.transport.send(std::mem::take(&mut ready.persisted_messages));
         }
-        if !ready.entries.is_empty() || ready.hard_state.is_some() {
-            let started = self.clock.monotonic_ns();
-            if self.bugs.ack_before_fsync && self.readies % 16 != 0 {
-                self.log.append_without_sync(&ready).await?;
-            } else {
-                self.log.persist(&ready).await?;
+        // The WAL write goes out now; its fsync runs while committed entries
+        // are applied (they are already durable here), and the messages that
+        // promise durable state leave as soon as it completes.
+        let started = self.clock.monotonic_ns();
+        let sync = if self.bugs.ack_before_fsync && self.readies % 16 != 0 {
+            self.log.append_without_sync(&ready).await?;
+            None
+        } else {
+            self.log.write(&ready).await?
+        };
+        let persisted = {
+            let (clock, transport) = (Arc::clone(&self.clock), self.transport.clone());
+            let metrics = Arc::clone(self.handle.metrics());
+            let messages = std::mem::take(&mut ready.persisted_messages);
+            async move {
+                if let Some(sync) = sync {
+                    sync.wait().await?;
+                    let took = Duration::from_nanos(clock.monotonic_ns().saturating_sub(started));
+                    metrics.wal_fsync.observe(took);
+                    if took > SLOW_FSYNC {
+                        metrics.slow_fsyncs.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("braid: slow fdatasync: took {took:?}, expected under {SLOW_FSYNC:?}");
+                    }
+                }
+                transport.send(messages);
+                Ok::<(), WalError>(())
             }
-            let took = Duration::from_nanos(self.clock.monotonic_ns().saturating_sub(started));
-            self.handle.metrics().wal_fsync.observe(took);
-            if took > SLOW_FSYNC {
-                self.handle.metrics().slow_fsyncs.fetch_add(1, Ordering::Relaxed);
-                eprintln!("braid: slow fdatasync: took {took:?}, expected under {SLOW_FSYNC:?}");
+        };
+        let applied = async {
+            if ready.committed_entries.is_empty() {
+                return Ok(());
             }
-        }
-        self.transport.send(std::mem::take(&mut ready.persisted_messages));
-        if !ready.committed_entries.is_empty() {
             let started = self.clock.monotonic_ns();
             self.apply(&ready.committed_entries).await?;
             let took = Duration::from_nanos(self.clock.monotonic_ns().saturating_sub(started));
             self.handle.metrics().backend_commit.observe(took);
-        }
+            Ok::<(), NodeError>(())
+        };
+        let (persisted, applied) = tokio::join!(persisted, applied);
+        persisted?;
+        applied?;
         self.send_snapshots(snapshots);
         for state in &ready.read_states {
             self.confirm_read(state);

@@ -218,7 +218,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             let Some(meta) = self.raft.snapshot_meta_at(applied) else {
                 // Just after a restart Raft may hand out again entries the
                 // state file already holds (its commit index was not synced:
-                // `LogStore::persist`); until it has, the image is ahead of
+                // `LogStore::write`); until it has, the image is ahead of
                 // every position Raft can name. Raft retries the snapshot.
                 self.raft.report_snapshot(message.to, false);
                 continue;
