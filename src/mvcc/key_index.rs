@@ -142,6 +142,9 @@ impl KeyHistory {
         let generation = self.generations.last_mut().expect("non-empty");
         if generation.revisions.is_empty() {
             generation.created = revision.main;
+            // Most keys are written once between compactions: room for one
+            // revision, not the four a first push reserves.
+            generation.revisions.reserve_exact(1);
         }
         generation.revisions.push(revision);
         generation.version += 1;
@@ -214,6 +217,14 @@ impl KeyHistory {
         }
         self.generations.drain(..first_kept);
     }
+}
+
+/// A key to keep for as long as the key lives: its own allocation. The `Bytes`
+/// a request or a page read hands in is usually a slice of a larger buffer (the
+/// whole Raft entry, a 4 KiB page), which a clone would pin for the key's whole
+/// life; at 1M keys that was most of a member's memory.
+pub(crate) fn owned_key(key: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(key)
 }
 
 /// All keys' histories, ordered by key.
@@ -291,9 +302,15 @@ impl KeyIndex {
     }
 
     pub fn put(&mut self, key: &Bytes, revision: RevisionKey, lease: LeaseId) {
-        let history = self.keys.entry(key.clone()).or_insert_with(KeyHistory::new);
+        if let Some(history) = self.keys.get_mut(&key[..]) {
+            history.put(revision);
+            history.lease = lease;
+            return;
+        }
+        let mut history = KeyHistory::new();
         history.put(revision);
         history.lease = lease;
+        self.keys.insert(owned_key(key), history);
     }
 
     /// Panics unless `key` is alive (the writer only deletes keys it found alive).
@@ -316,7 +333,7 @@ impl KeyIndex {
                     revisions: vec![revision],
                 };
                 self.keys.insert(
-                    key.clone(),
+                    owned_key(key),
                     KeyHistory {
                         generations: vec![generation],
                         lease: LeaseId::NONE,
@@ -346,7 +363,7 @@ impl KeyIndex {
                     generations: vec![generation, Generation::default()],
                     lease: LeaseId::NONE,
                 };
-                self.keys.insert(key.clone(), history);
+                self.keys.insert(owned_key(key), history);
             }
         }
     }

@@ -29,7 +29,7 @@ use crate::mvcc::encoding::{
     revision_raw_key, RevisionKey, StoredEntry, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT,
 };
 use crate::mvcc::error::StoreError;
-use crate::mvcc::key_index::KeyIndex;
+use crate::mvcc::key_index::{owned_key, KeyIndex};
 use crate::mvcc::read::{complete_range, plan_range, SnapshotValues};
 use crate::mvcc::txn::{execute_txn, ReadContext};
 use crate::mvcc::types::{
@@ -109,7 +109,10 @@ pub(crate) struct IndexState {
 impl IndexState {
     pub(crate) fn attach(&mut self, lease: LeaseId, key: &Bytes) {
         if !lease.is_none() {
-            self.leases.entry(lease).or_default().insert(key.clone());
+            let keys = self.leases.entry(lease).or_default();
+            if !keys.contains(&key[..]) {
+                keys.insert(owned_key(key));
+            }
         }
     }
 
