@@ -210,6 +210,8 @@ struct NodeLoop<D: Dir, C: Clock> {
     /// Confirmed reads waiting for the state machine to reach their index.
     reads_awaiting_apply: Vec<(Index, Vec<PendingRead>)>,
     next_read_context: u64,
+    /// When the newest ReadIndex round started (`start_read_round`).
+    read_round_started_ns: u64,
     /// Writes received in this round, proposed together.
     proposals: Vec<(u64, Bytes)>,
     leader: NodeId,
@@ -267,8 +269,12 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
                 self.handle_transport(event).await;
             }
             self.flush_proposals();
-            self.start_read_round();
-            while self.raft.has_ready() {
+            loop {
+                // A round the last Ready confirmed lets the reads that waited for it start the next.
+                self.start_read_round();
+                if !self.raft.has_ready() {
+                    break;
+                }
                 let ready = self.raft.ready();
                 self.handle_ready(ready).await?;
             }
@@ -364,11 +370,22 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         }
     }
 
-    /// Starts one ReadIndex round for every read that arrived in this round.
+    /// Starts one ReadIndex round for every read waiting, unless a round is in
+    /// flight: as in etcd's read loop, reads that arrive meanwhile share the
+    /// next round, so a busy member sends one heartbeat round per round trip
+    /// instead of one per loop iteration. A round not confirmed within two
+    /// heartbeat intervals (a lost message) no longer holds the next one back;
+    /// the next round's confirmation covers it too (`confirm_read`).
     fn start_read_round(&mut self) {
         if self.waiting_reads.is_empty() {
             return;
         }
+        let now = self.clock.monotonic_ns();
+        let patience_ns = 2 * self.options.tick.as_nanos() as u64;
+        if !self.reads_in_flight.is_empty() && now.saturating_sub(self.read_round_started_ns) < patience_ns {
+            return;
+        }
+        self.read_round_started_ns = now;
         let reads = std::mem::take(&mut self.waiting_reads);
         let context = self.next_read_context;
         self.next_read_context += 1;

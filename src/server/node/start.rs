@@ -144,6 +144,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         reads_in_flight: BTreeMap::new(),
         reads_awaiting_apply: Vec::new(),
         next_read_context: first_request_id,
+        read_round_started_ns: 0,
         proposals: Vec::new(),
         leader: NodeId::NONE,
         role: Role::Follower,
