@@ -51,7 +51,7 @@ pub struct LogStore<D: Dir> {
     /// Shared with the `PendingSync`s handed out by `write`.
     wal: Arc<Wal<D>>,
     /// (term, vote) of the last hard state written: a round that changes
-    /// neither and appends no entry needs no fsync (see `persist`).
+    /// neither and appends no entry needs no fsync (see `write`).
     written_term_vote: (u64, u64),
 }
 
