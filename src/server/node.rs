@@ -44,7 +44,7 @@ use super::alarms::AlarmSet;
 use super::handle::{Applied, Header, MemberStatus, NodeHandle, Request, ServerError};
 use super::hooks::{self, AppliedEntry, NodeObserver, Progress};
 use super::lessor::{self, Lessor};
-use super::log_store::LogStore;
+use super::log_store::{LogStore, PendingSync};
 use super::maintenance::{screen_command, LeaderTransfers, MaintenanceOptions, Screened};
 use super::proposal::{self, Command, Proposal};
 use super::transport::{PeerService, Transport, TransportEvent};
@@ -428,22 +428,19 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         } else {
             self.log.write(&ready).await?
         };
-        let persisted = {
-            let (clock, transport) = (Arc::clone(&self.clock), self.transport.clone());
-            let metrics = Arc::clone(self.handle.metrics());
-            let messages = std::mem::take(&mut ready.persisted_messages);
-            async move {
-                if let Some(sync) = sync {
-                    sync.wait().await?;
-                    let took = Duration::from_nanos(clock.monotonic_ns().saturating_sub(started));
-                    metrics.wal_fsync.observe(took);
-                    if took > SLOW_FSYNC {
-                        metrics.slow_fsyncs.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("braid: slow fdatasync: took {took:?}, expected under {SLOW_FSYNC:?}");
-                    }
-                }
-                transport.send(messages);
-                Ok::<(), WalError>(())
+        let messages = std::mem::take(&mut ready.persisted_messages);
+        let waiting = match sync {
+            Some(sync) => Some(self.send_after_sync(sync, messages, started)),
+            None => {
+                // Nothing to wait for (no entries, or only the commit index moved).
+                self.transport.send(messages);
+                None
+            }
+        };
+        let persisted = async {
+            match waiting {
+                Some(waiting) => waiting.await,
+                None => Ok(()),
             }
         };
         let applied = async {
@@ -466,6 +463,30 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
         self.release_applied_reads();
         self.raft.advance(&ready);
         self.maybe_compact_log().await
+    }
+
+    /// Waits for `sync` (timing it from `started` for the fsync histogram),
+    /// then sends `messages`, which promise what it makes durable. Owns what it
+    /// needs, so it runs alongside the apply, which borrows the loop.
+    fn send_after_sync(
+        &self,
+        sync: PendingSync<D>,
+        messages: Vec<raft::Message>,
+        started: u64,
+    ) -> impl std::future::Future<Output = Result<(), WalError>> + Send + 'static {
+        let (clock, transport) = (Arc::clone(&self.clock), self.transport.clone());
+        let metrics = Arc::clone(self.handle.metrics());
+        async move {
+            sync.wait().await?;
+            let took = Duration::from_nanos(clock.monotonic_ns().saturating_sub(started));
+            metrics.wal_fsync.observe(took);
+            if took > SLOW_FSYNC {
+                metrics.slow_fsyncs.fetch_add(1, Ordering::Relaxed);
+                eprintln!("braid: slow fdatasync: took {took:?}, expected under {SLOW_FSYNC:?}");
+            }
+            transport.send(messages);
+            Ok(())
+        }
     }
 
     /// Makes the state file's apply commits durable once `state_sync_interval`

@@ -155,6 +155,10 @@ impl Transport {
     /// Queues messages without waiting; what cannot be queued is dropped and
     /// reported.
     pub fn send(&self, messages: Vec<Message>) {
+        // Most rounds have nothing in one of their message lists; skip the lock.
+        if messages.is_empty() {
+            return;
+        }
         let mut unreachable = Vec::new();
         {
             let peers = self.lock_peers();
