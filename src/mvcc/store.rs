@@ -106,14 +106,18 @@ pub(crate) struct IndexState {
     pub(crate) leases: BTreeMap<LeaseId, BTreeSet<Bytes>>,
 }
 
-impl IndexState {
-    pub(crate) fn attach(&mut self, lease: LeaseId, key: &Bytes) {
-        if !lease.is_none() {
-            let keys = self.leases.entry(lease).or_default();
-            if !keys.contains(&key[..]) {
-                keys.insert(owned_key(key));
-            }
+fn attach(leases: &mut BTreeMap<LeaseId, BTreeSet<Bytes>>, lease: LeaseId, key: &[u8]) {
+    if !lease.is_none() {
+        let keys = leases.entry(lease).or_default();
+        if !keys.contains(key) {
+            keys.insert(owned_key(key));
         }
+    }
+}
+
+impl IndexState {
+    pub(crate) fn attach(&mut self, lease: LeaseId, key: &[u8]) {
+        attach(&mut self.leases, lease, key);
     }
 
     pub(crate) fn detach(&mut self, lease: LeaseId, key: &[u8]) {
@@ -552,14 +556,8 @@ fn load_state(snapshot: &impl BackendRead) -> Result<(IndexState, Option<Physica
         consistent_index,
         leases: BTreeMap::new(),
     };
-    let mut attachments = Vec::new();
-    state
-        .index
-        .visit_all_alive(revision, |key, _| attachments.push(key.clone()));
-    for key in attachments {
-        let lease = state.index.latest_lease(&key);
-        state.attach(lease, &key);
-    }
+    let IndexState { index, leases, .. } = &mut state;
+    index.visit_leased(|key, lease| attach(leases, lease, key));
     let physical = (scheduled > finished).then_some(PhysicalCompaction {
         revision: scheduled,
         cursor: RevisionKey::default(),
