@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use super::mmap::ReadMap;
 use super::worker::{BlockingWorker, GroupSync, SyncCounters};
+use super::zero_ahead::ZeroAhead;
 use super::{fatal_io, Dir, LogDevice, PageId, PageStore, EIO};
 
 /// A directory on the real file system.
@@ -234,6 +235,7 @@ pub struct FileLog {
     core: Arc<FileCore>,
     /// Logical length: appends reserve their offset here before writing.
     len: Arc<AtomicU64>,
+    zero_ahead: Arc<ZeroAhead>,
 }
 
 impl FileLog {
@@ -242,6 +244,7 @@ impl FileLog {
         Ok(FileLog {
             core: Arc::new(FileCore::new(file, path, counters)?),
             len: Arc::new(AtomicU64::new(len)),
+            zero_ahead: Arc::new(ZeroAhead::new(len)),
         })
     }
 
@@ -261,6 +264,13 @@ impl LogDevice for FileLog {
     /// still in flight. The caller must not truncate while appends are in flight.
     async fn append(&self, buf: Bytes) -> io::Result<u64> {
         let offset = self.len.fetch_add(buf.len() as u64, Ordering::SeqCst);
+        let end = offset + buf.len() as u64;
+        self.zero_ahead
+            .ensure(end, |at, zeros| async move {
+                self.core.write_at(zeros, at).await;
+                Ok(())
+            })
+            .await?;
         self.core.write_at(buf, offset).await;
         Ok(offset)
     }
@@ -270,7 +280,9 @@ impl LogDevice for FileLog {
         Ok(())
     }
 
+    /// Reads stop at the logical length, not at the zeros written past it.
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let len = len.min(self.len().saturating_sub(offset) as usize);
         self.core.read_at(offset, len).await
     }
 
@@ -278,6 +290,7 @@ impl LogDevice for FileLog {
         let file = self.core.file.clone();
         self.core.writer.run(move || file.set_len(len)).await?;
         self.len.store(len, Ordering::SeqCst);
+        self.zero_ahead.truncated(len);
         Ok(())
     }
 
@@ -287,6 +300,10 @@ impl LogDevice for FileLog {
 
     // `preallocate` keeps the default no-op: reserving space without changing
     // the length needs fallocate(FALLOC_FL_KEEP_SIZE), which std does not offer.
+
+    fn zero_ahead(&self, limit: u64) {
+        self.zero_ahead.enable(limit);
+    }
 }
 
 /// A page file: reads through a read-only mmap, writes with pwrite, fdatasync.

@@ -23,6 +23,7 @@ mod mmap;
 pub mod os;
 pub mod uring;
 mod worker;
+mod zero_ahead;
 
 pub use clock::{ManualClock, SystemClock};
 pub use file::{FileDir, FileLog, FilePages};
@@ -65,6 +66,8 @@ pub trait LogDevice: Send + Sync + 'static {
     /// Cuts the file to `len` bytes (used by recovery to drop a torn tail); durable after `sync`.
     fn truncate(&self, len: u64) -> impl Future<Output = io::Result<()>> + Send;
     /// Current logical length in bytes (appended, not necessarily durable).
+    /// After `zero_ahead`, production devices keep up to 1 MiB of zeros written
+    /// past it, which a reopen shows as a zero tail; `truncate(len())` cuts them.
     fn len(&self) -> u64;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -76,6 +79,13 @@ pub trait LogDevice: Send + Sync + 'static {
     fn preallocate(&self, len: u64) -> impl Future<Output = io::Result<()>> + Send {
         let _ = len;
         std::future::ready(Ok(()))
+    }
+    /// Asks the device to write zeros ahead of appends, up to `limit` bytes, so
+    /// an fdatasync after an append flushes data without a metadata change (see
+    /// `zero_ahead`). The file then has a zero tail past `len()` until it is cut.
+    /// A hint: the in-memory devices do nothing.
+    fn zero_ahead(&self, limit: u64) {
+        let _ = limit;
     }
 }
 

@@ -170,4 +170,11 @@ impl LogDevice for OsLog {
             OsLog::File(log) => log.preallocate(len).await,
         }
     }
+
+    fn zero_ahead(&self, limit: u64) {
+        match self {
+            OsLog::Uring(log) => log.zero_ahead(limit),
+            OsLog::File(log) => log.zero_ahead(limit),
+        }
+    }
 }

@@ -29,6 +29,7 @@ use io_uring::{opcode, types, IoUring};
 use tokio::sync::oneshot;
 
 use super::worker::{BlockingWorker, SyncCounters};
+use super::zero_ahead::ZeroAhead;
 use super::{fatal_io, LogDevice, EIO};
 
 /// Submission queue size; also bounds the requests in flight at once.
@@ -114,6 +115,7 @@ struct Owner {
     worker: BlockingWorker,
     /// Logical length: appends reserve their offset here before writing.
     len: AtomicU64,
+    zero_ahead: ZeroAhead,
 }
 
 impl Drop for Owner {
@@ -158,6 +160,7 @@ impl UringLog {
             shared,
             worker: BlockingWorker::spawn("braid-uring-read")?,
             len: AtomicU64::new(len),
+            zero_ahead: ZeroAhead::new(len),
         };
         Ok(UringLog { owner: Arc::new(owner) })
     }
@@ -170,6 +173,12 @@ impl UringLog {
 
     pub fn counters(&self) -> Arc<SyncCounters> {
         self.owner.shared.counters.clone()
+    }
+
+    async fn write_at(&self, offset: u64, buf: Bytes) -> io::Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.owner.shared.enqueue(Request::Append { offset, buf, reply });
+        done.await.map_err(|_| driver_gone())
     }
 }
 
@@ -185,9 +194,12 @@ impl LogDevice for UringLog {
         if buf.is_empty() {
             return Ok(offset);
         }
-        let (reply, done) = oneshot::channel();
-        self.owner.shared.enqueue(Request::Append { offset, buf, reply });
-        done.await.map_err(|_| driver_gone())?;
+        let end = offset + buf.len() as u64;
+        self.owner
+            .zero_ahead
+            .ensure(end, |at, zeros| self.write_at(at, zeros))
+            .await?;
+        self.write_at(offset, buf).await?;
         Ok(offset)
     }
 
@@ -198,7 +210,9 @@ impl LogDevice for UringLog {
         done.await.map_err(|_| driver_gone())
     }
 
+    /// Reads stop at the logical length, not at the zeros written past it.
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let len = len.min(self.len().saturating_sub(offset) as usize);
         let file = self.owner.shared.file.clone();
         self.owner
             .worker
@@ -223,6 +237,7 @@ impl LogDevice for UringLog {
         let file = self.owner.shared.file.clone();
         self.owner.worker.run(move || file.set_len(len)).await?;
         self.owner.len.store(len, Ordering::SeqCst);
+        self.owner.zero_ahead.truncated(len);
         Ok(())
     }
 
@@ -234,6 +249,10 @@ impl LogDevice for UringLog {
         let (reply, done) = oneshot::channel();
         self.owner.shared.enqueue(Request::Preallocate { len, reply });
         done.await.map_err(|_| driver_gone())?
+    }
+
+    fn zero_ahead(&self, limit: u64) {
+        self.owner.zero_ahead.enable(limit);
     }
 }
 

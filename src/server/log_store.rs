@@ -65,6 +65,7 @@ impl<D: Dir> LogStore<D> {
             snapshot_marker,
             entries,
             repairs: _,
+            zero_tail_bytes: _,
         } = recovered;
         let snapshot = match snapshot_marker {
             None => Snapshot::default(),

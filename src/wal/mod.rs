@@ -23,9 +23,14 @@
 //! * Log semantics are append-only: an entry at an index at or below the last
 //!   one overwrites the tail from there on; recovery keeps the last writer.
 //!   `truncate_suffix` writes a record that says the same without new entries.
-//! * Rotation syncs the old segment in full, then creates the new one, syncs it
-//!   and fsyncs the directory before anything is written to it. So every
-//!   segment but the last is entirely durable.
+//! * Rotation cuts the old segment to its logical length (the production
+//!   devices write zeros ahead of it, see `io::zero_ahead`) and syncs it in
+//!   full, then creates the new one, syncs it and fsyncs the directory before
+//!   anything is written to it. So every segment but the last is entirely
+//!   durable and ends with its last record.
+//! * A zero tail of the last segment (those zeros, or a size that reached the
+//!   disk before its data) is cut at open without being reported as a repair:
+//!   it holds nothing.
 //! * Every record carries how much of its segment was durable when it was
 //!   written; `recovery` uses that to tell a torn tail from damaged committed
 //!   data (its module doc has the decision table).
@@ -119,6 +124,9 @@ pub struct Recovered {
     pub entries: Vec<WalEntry>,
     /// Torn tails truncated during recovery; already logged to stderr.
     pub repairs: Vec<Repair>,
+    /// Bytes of the last segment's zero tail that recovery cut without calling
+    /// it damage (nothing was ever stored there).
+    pub zero_tail_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -482,9 +490,13 @@ impl<D: Dir> Wal<D> {
         Ok(())
     }
 
-    /// Seals the active segment (syncs it in full) and starts the next one.
+    /// Seals the active segment (cuts the device's zeros past its logical end
+    /// and syncs it in full) and starts the next one.
     async fn rotate(&self, files: &mut Files) -> Result<(), WalError> {
         let old = self.lock_shared().active.clone();
+        old.truncate(old.len())
+            .await
+            .map_err(|error| self.fail("cut before rotation", error))?;
         old.sync()
             .await
             .map_err(|error| self.fail("sync before rotation", error))?;

@@ -41,6 +41,7 @@ pub(super) async fn open<D: Dir>(dir: D, options: WalOptions) -> Result<(Wal<D>,
     let mut replay = Replay::default();
     let mut segments: Vec<SegmentInfo> = Vec::new();
     let mut repairs = Vec::new();
+    let mut zero_tail_bytes = 0;
     let mut active: Option<(D::Log, u64)> = None;
     for (position, (sequence, first_index, name)) in files.iter().enumerate() {
         let role = if position + 1 == files.len() {
@@ -76,6 +77,9 @@ pub(super) async fn open<D: Dir>(dir: D, options: WalOptions) -> Result<(Wal<D>,
         match decide(role, scan.result) {
             Decision::Accept => {}
             Decision::Refuse => return Err(corrupt(scan.valid_end as u64, refusal_reason(role, &scan))),
+            Decision::TruncateTail if data[scan.valid_end..].iter().all(|&byte| byte == 0) => {
+                zero_tail_bytes += len - scan.valid_end as u64;
+            }
             Decision::TruncateTail | Decision::TruncateUnproven => {
                 let ScanResult::Damaged { damage, .. } = scan.result else {
                     panic!("truncation decided for an undamaged scan of {name}: {:?}", scan.result)
@@ -155,6 +159,7 @@ pub(super) async fn open<D: Dir>(dir: D, options: WalOptions) -> Result<(Wal<D>,
             opening_bytes,
         });
         if role == SegmentRole::Last {
+            device.zero_ahead(options.segment_size_bytes);
             active = Some((device, keep));
         }
     }
@@ -187,6 +192,7 @@ pub(super) async fn open<D: Dir>(dir: D, options: WalOptions) -> Result<(Wal<D>,
         snapshot_marker: replay.state.snapshot_marker.clone(),
         entries: std::mem::take(&mut replay.entries),
         repairs,
+        zero_tail_bytes,
     };
     let shared = Shared {
         active: Arc::new(device),
@@ -235,6 +241,7 @@ pub(super) async fn create_segment<D: Dir>(
         .preallocate(segment_size_bytes)
         .await
         .map_err(|error| ("preallocate segment", error))?;
+    device.zero_ahead(segment_size_bytes);
     let opening: Bytes = opening_records(sequence, first_index, state);
     let opening_bytes = opening.len() as u64;
     device
