@@ -306,6 +306,13 @@ impl LogDevice for FileLog {
     }
 }
 
+/// Page writes up to this size run on the calling task's thread: a few pwrites
+/// into the page cache take microseconds, less than the hand-off to the writer
+/// thread and back (two wake-ups), which dominated a small apply's commit.
+/// Larger ones (bulk loads, snapshot installs) go to the writer thread so they
+/// do not hold up the runtime.
+const INLINE_PAGE_WRITE_BYTES_MAX: usize = 64 << 10;
+
 /// A page file: reads through a read-only mmap, writes with pwrite, fdatasync.
 #[derive(Clone)]
 pub struct FilePages {
@@ -361,6 +368,7 @@ impl PageStore for FilePages {
     }
 
     async fn write_pages(&self, pages: Vec<(PageId, Bytes)>) -> io::Result<()> {
+        let pages_bytes = pages.len() * self.page_size;
         let mut end = 0;
         for (id, page) in &pages {
             assert_eq!(
@@ -375,16 +383,18 @@ impl PageStore for FilePages {
         }
         let (file, path) = (self.core.file.clone(), self.core.path.clone());
         let page_size = self.page_size as u64;
-        self.core
-            .writer
-            .run(move || {
-                for (id, page) in pages {
-                    if let Err(error) = file.write_all_at(&page, id.0 * page_size) {
-                        fatal_io(&format!("write of page {} to {}", id.0, path.display()), &error);
-                    }
+        let write = move || {
+            for (id, page) in pages {
+                if let Err(error) = file.write_all_at(&page, id.0 * page_size) {
+                    fatal_io(&format!("write of page {} to {}", id.0, path.display()), &error);
                 }
-            })
-            .await;
+            }
+        };
+        if pages_bytes <= INLINE_PAGE_WRITE_BYTES_MAX {
+            write();
+        } else {
+            self.core.writer.run(write).await;
+        }
         self.len.fetch_max(end, Ordering::SeqCst);
         Ok(())
     }
