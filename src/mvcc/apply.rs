@@ -505,23 +505,18 @@ impl<R: BackendRead> WriteView<'_, R> {
 
     fn write_put(&mut self, key: &Bytes, value: Bytes, lease: LeaseId) {
         let revision = self.next_revision();
-        let (create_revision, version) = match self.state.index.get(key, revision.main) {
-            Some(found) => (found.created, found.version + 1),
-            None => (revision.main, 1),
-        };
+        let written = self.state.index.put(key, revision, lease);
+        self.state.detach(written.replaced_lease, key);
+        self.state.attach(lease, key);
         let kv = KeyValue {
             key: key.clone(),
-            create_revision: Revision(create_revision),
+            create_revision: Revision(written.created),
             mod_revision: Revision(revision.main),
-            version,
+            version: written.version,
             value,
             lease,
         };
         self.record(revision, encode_put(&kv));
-        let old_lease = self.state.index.latest_lease(key);
-        self.state.detach(old_lease, key);
-        self.state.attach(lease, key);
-        self.state.index.put(key, revision, lease);
         self.changes.push(Event {
             kind: EventKind::Put,
             kv,
@@ -532,9 +527,8 @@ impl<R: BackendRead> WriteView<'_, R> {
     fn write_tombstone(&mut self, key: &Bytes) {
         let revision = self.next_revision();
         self.record(revision, encode_tombstone(key));
-        let old_lease = self.state.index.latest_lease(key);
+        let old_lease = self.state.index.tombstone(key, revision);
         self.state.detach(old_lease, key);
-        self.state.index.tombstone(key, revision);
         let kv = KeyValue {
             key: key.clone(),
             mod_revision: Revision(revision.main),

@@ -95,6 +95,16 @@ struct Generation {
     revisions: Vec<RevisionKey>,
 }
 
+/// What a put did to a key: its creation revision and version after the put,
+/// and the lease its previous revision carried (`NONE` if it had none or was
+/// deleted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub created: i64,
+    pub version: i64,
+    pub replaced_lease: LeaseId,
+}
+
 /// What a key looked like at some revision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Found {
@@ -171,6 +181,17 @@ impl KeyHistory {
                         version: generation.version,
                     };
                 }
+            }
+        }
+    }
+
+    /// Creation revision and version of the newest generation.
+    fn newest_generation(&self) -> (i64, i64) {
+        match &self.history {
+            History::Once { created, version, .. } => (*created, *version),
+            History::Generations(generations) => {
+                let generation = generations.last().expect("non-empty");
+                (generation.created, generation.version)
             }
         }
     }
@@ -392,24 +413,44 @@ impl KeyIndex {
     }
 
     /// The lease attached to `key`'s newest revision (the writer's view).
+    #[cfg(test)]
     pub fn latest_lease(&self, key: &[u8]) -> LeaseId {
         self.keys.get(key).map_or(LeaseId::NONE, |history| history.lease)
     }
 
-    pub fn put(&mut self, key: &[u8], revision: RevisionKey, lease: LeaseId) {
+    /// Records a put of `key` at `revision` (newer than any of the key's) in
+    /// one lookup, and says what it did (the writer needs it for the stored
+    /// value and the lease attachments).
+    pub fn put(&mut self, key: &[u8], revision: RevisionKey, lease: LeaseId) -> Written {
         if let Some(history) = self.keys.get_mut(key) {
             history.put(revision);
-            history.lease = lease;
-            return;
+            let (created, version) = history.newest_generation();
+            let replaced_lease = std::mem::replace(&mut history.lease, lease);
+            return Written {
+                created,
+                version,
+                replaced_lease,
+            };
         }
         self.keys
             .insert(key.into(), KeyHistory::once(revision, revision.main, 1, lease));
+        Written {
+            created: revision.main,
+            version: 1,
+            replaced_lease: LeaseId::NONE,
+        }
     }
 
-    /// Panics unless `key` is alive (the writer only deletes keys it found alive).
-    pub fn tombstone(&mut self, key: &[u8], revision: RevisionKey) {
+    /// Records the deletion of `key` at `revision`; returns the lease its last
+    /// revision carried. Panics unless `key` is alive (the writer only deletes
+    /// keys it found alive).
+    pub fn tombstone(&mut self, key: &[u8], revision: RevisionKey) -> LeaseId {
         match self.keys.get_mut(key) {
-            Some(history) => history.tombstone(revision),
+            Some(history) => {
+                let lease = history.lease;
+                history.tombstone(revision);
+                lease
+            }
             None => panic!("tombstone at {revision:?} of unknown key {key:?}"),
         }
     }
@@ -576,11 +617,23 @@ mod tests {
     #[test]
     fn a_key_written_once_stays_inline_and_returns_there_after_compaction() {
         let mut index = KeyIndex::new();
-        index.put(&key("k"), revision(2), LeaseId(7));
+        let written = index.put(&key("k"), revision(2), LeaseId(7));
+        let expected = Written {
+            created: 2,
+            version: 1,
+            replaced_lease: LeaseId::NONE,
+        };
+        assert_eq!(written, expected);
         assert!(is_inline(&index, "k"));
         assert_eq!(index.latest_lease(b"k"), LeaseId(7));
 
-        index.put(&key("k"), revision(3), LeaseId::NONE);
+        let written = index.put(&key("k"), revision(3), LeaseId::NONE);
+        let expected = Written {
+            created: 2,
+            version: 2,
+            replaced_lease: LeaseId(7),
+        };
+        assert_eq!(written, expected);
         assert!(!is_inline(&index, "k"));
         assert_eq!(index.get(b"k", 2).map(|found| found.version), Some(1));
 
@@ -597,7 +650,7 @@ mod tests {
         assert!(index.contains(b"k", revision(3)) && !index.contains(b"k", revision(2)));
 
         // A tombstone moves it out of line again and ends the generation.
-        index.tombstone(b"k", revision(4));
+        assert_eq!(index.tombstone(b"k", revision(4)), LeaseId::NONE);
         assert!(!is_inline(&index, "k"));
         assert_eq!(index.get(b"k", 4), None);
         assert_eq!(index.get(b"k", 3), Some(expected));
@@ -634,5 +687,20 @@ mod tests {
         let mut leased = Vec::new();
         index.visit_leased(|key, lease| leased.push((key.to_vec(), lease)));
         assert_eq!(leased, [(b"a".to_vec(), LeaseId(1)), (b"b".to_vec(), LeaseId(2))]);
+    }
+
+    #[test]
+    fn a_put_after_a_delete_starts_a_new_generation() {
+        let mut index = KeyIndex::new();
+        index.put(&key("k"), revision(2), LeaseId(3));
+        assert_eq!(index.tombstone(b"k", revision(4)), LeaseId(3));
+        let written = index.put(&key("k"), revision(6), LeaseId::NONE);
+        let expected = Written {
+            created: 6,
+            version: 1,
+            replaced_lease: LeaseId::NONE,
+        };
+        assert_eq!(written, expected);
+        assert_eq!(index.put(&key("k"), revision(7), LeaseId(9)).version, 2);
     }
 }

@@ -121,6 +121,9 @@ impl IndexState {
     }
 
     pub(crate) fn detach(&mut self, lease: LeaseId, key: &[u8]) {
+        if lease.is_none() {
+            return;
+        }
         if let Some(keys) = self.leases.get_mut(&lease) {
             keys.remove(key);
             if keys.is_empty() {
