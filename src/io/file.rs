@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::mmap::ReadMap;
 use super::worker::{BlockingWorker, GroupSync, SyncCounters};
 use super::zero_ahead::ZeroAhead;
-use super::{fatal_io, Dir, LogDevice, PageId, PageStore, EIO};
+use super::{fatal_io, write_or_stop, Dir, LogDevice, PageId, PageStore, EIO, INLINE_WRITE_BYTES_MAX};
 
 /// A directory on the real file system.
 #[derive(Clone)]
@@ -177,17 +177,11 @@ impl FileCore {
     }
 
     async fn write_at(&self, buf: Bytes, offset: u64) {
+        if buf.len() <= INLINE_WRITE_BYTES_MAX {
+            return write_or_stop(&self.file, &self.path, &buf, offset);
+        }
         let (file, path) = (self.file.clone(), self.path.clone());
-        self.writer
-            .run(move || {
-                if let Err(error) = file.write_all_at(&buf, offset) {
-                    fatal_io(
-                        &format!("write of {} bytes at {offset} to {}", buf.len(), path.display()),
-                        &error,
-                    );
-                }
-            })
-            .await;
+        self.writer.run(move || write_or_stop(&file, &path, &buf, offset)).await;
     }
 
     async fn sync(&self) {
@@ -306,13 +300,6 @@ impl LogDevice for FileLog {
     }
 }
 
-/// Page writes up to this size run on the calling task's thread: a few pwrites
-/// into the page cache take microseconds, less than the hand-off to the writer
-/// thread and back (two wake-ups), which dominated a small apply's commit.
-/// Larger ones (bulk loads, snapshot installs) go to the writer thread so they
-/// do not hold up the runtime.
-const INLINE_PAGE_WRITE_BYTES_MAX: usize = 64 << 10;
-
 /// A page file: reads through a read-only mmap, writes with pwrite, fdatasync.
 #[derive(Clone)]
 pub struct FilePages {
@@ -390,7 +377,7 @@ impl PageStore for FilePages {
                 }
             }
         };
-        if pages_bytes <= INLINE_PAGE_WRITE_BYTES_MAX {
+        if pages_bytes <= INLINE_WRITE_BYTES_MAX {
             write();
         } else {
             self.core.writer.run(write).await;

@@ -50,6 +50,25 @@ pub fn fatal_io(context: &str, error: &io::Error) -> ! {
     std::process::abort()
 }
 
+/// Writes up to this size run on the calling task's thread with pwrite: a
+/// write into the page cache takes microseconds, less than handing it to a
+/// device thread (the pwrite worker or the io_uring driver) and waiting for the
+/// reply, which costs two thread wake-ups. Larger writes (bulk loads, snapshot
+/// installs, zero fill) go to the device thread so they do not hold up the
+/// runtime. Fsyncs always run off the runtime.
+pub(crate) const INLINE_WRITE_BYTES_MAX: usize = 64 << 10;
+
+/// Writes `buf` at `offset` on this thread; a failed write ends the process
+/// (fail-stop, as `fatal_io`).
+pub(crate) fn write_or_stop(file: &std::fs::File, path: &std::path::Path, buf: &[u8], offset: u64) {
+    if let Err(error) = std::os::unix::fs::FileExt::write_all_at(file, buf, offset) {
+        fatal_io(
+            &format!("write of {} bytes at {offset} to {}", buf.len(), path.display()),
+            &error,
+        );
+    }
+}
+
 /// Identifies a page inside a page file; page `n` starts at byte `n * page_size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PageId(pub u64);
