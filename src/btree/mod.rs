@@ -296,6 +296,20 @@ impl<S: PageStore> BTree<S> {
         Ok(newest.txn)
     }
 
+    /// Makes every page written so far reach the disk, without the writer
+    /// lock and without making any commit durable: commits go on meanwhile,
+    /// and a `sync` right after has only their pages left to flush. (A page
+    /// file fsync covers whatever was written before it; the meta flip in
+    /// `sync` is what makes a commit durable.) Poisons the tree on failure.
+    pub async fn flush_pages(&self) -> Result<()> {
+        self.shared.check_poison()?;
+        if let Err(error) = self.shared.store.sync().await {
+            self.shared.poison(format!("flushing pages failed: {error}"));
+            return Err(BTreeError::Io(error));
+        }
+        Ok(())
+    }
+
     /// The last durable commit: a crash now reopens the tree there.
     pub async fn durable_txn(&self) -> TxnId {
         self.shared.writer.lock().await.durable.txn

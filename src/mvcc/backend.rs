@@ -164,6 +164,14 @@ pub trait Backend: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Makes what `apply` wrote so far reach the disk without making it the
+    /// durable state (for the B+tree: an fsync of the page file, no meta
+    /// flip), so a `sync` right after has little left to write. Safe to run
+    /// while batches are applied; the store calls it without its writer lock.
+    fn flush(&self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
+    }
+
     /// A consistent image of everything committed so far, streamed without blocking writers.
     /// Only a persistent backend has a file to image; the default says so.
     fn image(&self) -> Result<BackendImage, BackendError> {

@@ -119,6 +119,15 @@ impl<S: PageStore> Backend for BTreeBackend<S> {
         }
     }
 
+    fn flush(&self) -> impl std::future::Future<Output = Result<(), BackendError>> + Send {
+        let tree = self.tree.clone();
+        async move {
+            tree.flush_pages()
+                .await
+                .map_err(|error| backend_error("B+tree flush", error))
+        }
+    }
+
     /// The tree's snapshot stream of the newest commit (`btree/snapshot.rs`): the stream pins
     /// that commit's pages, so writers go on committing into other pages meanwhile.
     fn image(&self) -> Result<BackendImage, BackendError> {

@@ -130,6 +130,7 @@ pub async fn start_with_hooks<D: Dir + Clone, C: Clock>(
         dir,
         incoming: None,
         last_state_sync_ns: clock.monotonic_ns(),
+        state_sync: None,
         members,
         options,
         raft,
