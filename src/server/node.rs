@@ -178,8 +178,15 @@ struct PendingWrite {
     deadline_ns: u64,
 }
 
-/// What a background state file sync answers: its outcome and how long it took.
-type StateSync = oneshot::Receiver<(Result<(), crate::mvcc::BackendError>, Duration)>;
+/// A state file sync running in its own task (`sync_state`).
+struct StateSync {
+    /// Its outcome and how long it took.
+    answer: oneshot::Receiver<(Result<(), crate::mvcc::BackendError>, Duration)>,
+    /// Dropped with the loop: the task then stops at its next await, so a loop
+    /// whose task was aborted leaves no write behind for a member restarted in
+    /// the same process. (An exiting loop waits for it instead, in `run`.)
+    _cancel_on_drop: oneshot::Sender<()>,
+}
 
 struct PendingRead {
     reply: ReadReply,
@@ -241,6 +248,21 @@ enum Event {
 impl<D: Dir, C: Clock> NodeLoop<D, C> {
     async fn run(
         mut self,
+        requests: mpsc::Receiver<Request>,
+        transport_events: mpsc::UnboundedReceiver<TransportEvent>,
+    ) -> Result<(), NodeError> {
+        let result = self.serve(requests, transport_events).await;
+        // A state file sync still running owns a handle on the page file: let it
+        // finish before the loop is gone, so a member restarted in the same
+        // process never shares its files with a write from this one.
+        if let Some(running) = self.state_sync.take() {
+            let _ = running.answer.await;
+        }
+        result
+    }
+
+    async fn serve(
+        &mut self,
         mut requests: mpsc::Receiver<Request>,
         mut transport_events: mpsc::UnboundedReceiver<TransportEvent>,
     ) -> Result<(), NodeError> {
@@ -507,7 +529,7 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
     /// here on the next pass and ends the loop (fail-stop).
     fn sync_state(&mut self) -> Result<(), NodeError> {
         if let Some(running) = &mut self.state_sync {
-            let (result, took) = match running.try_recv() {
+            let (result, took) = match running.answer.try_recv() {
                 Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
                 Err(oneshot::error::TryRecvError::Closed) => {
                     return Err(NodeError::State(
@@ -532,14 +554,30 @@ impl<D: Dir, C: Clock> NodeLoop<D, C> {
             return Ok(());
         }
         let (store, clock) = (self.store.clone(), Arc::clone(&self.clock));
-        let (reply, running) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
+        let (cancel, cancelled) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let started = clock.monotonic_ns();
-            let result = store.sync().await.map(|_| ());
-            let took = Duration::from_nanos(clock.monotonic_ns().saturating_sub(started));
-            let _ = reply.send((result, took));
+            let sync = async {
+                let started = clock.monotonic_ns();
+                let result = store.sync().await.map(|_| ());
+                (
+                    result,
+                    Duration::from_nanos(clock.monotonic_ns().saturating_sub(started)),
+                )
+            };
+            tokio::select! {
+                biased;
+                // The loop was dropped (its task aborted): stop at the next await.
+                _ = cancelled => {}
+                finished = sync => {
+                    let _ = reply.send(finished);
+                }
+            }
         });
-        self.state_sync = Some(running);
+        self.state_sync = Some(StateSync {
+            answer,
+            _cancel_on_drop: cancel,
+        });
         Ok(())
     }
 
