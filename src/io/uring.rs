@@ -7,7 +7,9 @@
 //! `IORING_OP_WRITE` at the offset reserved for them; smaller ones, nearly every
 //! WAL round, are a pwrite into the page cache on the caller's thread, which is
 //! cheaper than the two thread wake-ups a trip through the driver costs. The
-//! fsyncs, the part that waits for the disk, always go through the ring. Group commit: every sync
+//! fsyncs, the part that waits for the disk, always go through the ring.
+//!
+//! Group commit: every sync
 //! request pending when no fsync is running is served by one
 //! `IORING_OP_FSYNC(DATASYNC)`; requests that arrive while it runs wait for the
 //! next one, which starts as soon as it completes. A sync only needs to cover

@@ -226,10 +226,10 @@ impl<B: Backend> MvccStore<B> {
     }
 
     /// Makes every applied batch durable (a no-op for a backend that does not
-    /// defer durability); returns the consistent index now durable.
-    /// Makes every applied batch durable. The bulk of the data is flushed
-    /// before the writer lock is taken, so applies wait only for the short
-    /// final step (a small fsync, the meta flip and its fsync).
+    /// defer durability); returns the consistent index now durable. The bulk of
+    /// the data is flushed (`Backend::flush`) before the writer lock is taken,
+    /// so applies wait only for the short last step (a small fsync, the meta
+    /// flip and its fsync).
     pub async fn sync(&self) -> Result<ConsistentIndex, BackendError> {
         self.shared.check_healthy()?;
         if let Err(error) = self.shared.backend.flush().await {
