@@ -372,9 +372,7 @@ impl PageStore for FilePages {
         let page_size = self.page_size as u64;
         let write = move || {
             for (id, page) in pages {
-                if let Err(error) = file.write_all_at(&page, id.0 * page_size) {
-                    fatal_io(&format!("write of page {} to {}", id.0, path.display()), &error);
-                }
+                write_or_stop(&file, &path, &page, id.0 * page_size);
             }
         };
         if pages_bytes <= INLINE_WRITE_BYTES_MAX {

@@ -149,20 +149,25 @@ impl KeyHistory {
         }
     }
 
-    /// The history as generations, moving a `Once` out of line first.
-    fn generations_mut(&mut self) -> &mut Vec<Generation> {
+    /// The history as generations, moving a `Once` out of line first with
+    /// room for the revision about to follow and `new_generations` more
+    /// generations, so the write that caused the move does not reallocate.
+    fn generations_mut(&mut self, new_generations: usize) -> &mut Vec<Generation> {
         if let History::Once {
             modified,
             created,
             version,
         } = self.history
         {
-            let generation = Generation {
+            let mut revisions = Vec::with_capacity(2);
+            revisions.push(modified);
+            let mut generations = Vec::with_capacity(1 + new_generations);
+            generations.push(Generation {
                 created,
                 version,
-                revisions: vec![modified],
-            };
-            self.history = History::Generations(vec![generation]);
+                revisions,
+            });
+            self.history = History::Generations(generations);
         }
         match &mut self.history {
             History::Generations(generations) => generations,
@@ -224,7 +229,7 @@ impl KeyHistory {
         if let Some(last) = self.last_revision() {
             assert!(revision > last, "put at {revision:?} not after {last:?}");
         }
-        let generations = self.generations_mut();
+        let generations = self.generations_mut(0);
         let generation = generations.last_mut().expect("non-empty");
         if generation.revisions.is_empty() {
             generation.created = revision.main;
@@ -235,8 +240,9 @@ impl KeyHistory {
 
     fn tombstone(&mut self, revision: RevisionKey) {
         assert!(self.is_alive(), "tombstone at {revision:?} of a deleted key");
+        self.generations_mut(1);
         self.put(revision);
-        self.generations_mut().push(Generation::default());
+        self.generations_mut(0).push(Generation::default());
         self.lease = LeaseId::NONE;
     }
 
