@@ -77,9 +77,7 @@ pub(super) async fn open<D: Dir>(dir: D, options: WalOptions) -> Result<(Wal<D>,
         match decide(role, scan.result) {
             Decision::Accept => {}
             Decision::Refuse => return Err(corrupt(scan.valid_end as u64, refusal_reason(role, &scan))),
-            Decision::TruncateTail if data[scan.valid_end..].iter().all(|&byte| byte == 0) => {
-                zero_tail_bytes += len - scan.valid_end as u64;
-            }
+            Decision::CutZeros => zero_tail_bytes += len - scan.valid_end as u64,
             Decision::TruncateTail | Decision::TruncateUnproven => {
                 let ScanResult::Damaged { damage, .. } = scan.result else {
                     panic!("truncation decided for an undamaged scan of {name}: {:?}", scan.result)

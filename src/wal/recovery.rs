@@ -18,10 +18,16 @@
 //! |---------|---------------------------------------------------------|-------------------|
 //! | any     | clean: valid records up to the end of the file          | accept            |
 //! | sealed  | damage of any kind                                      | refuse            |
+//! | last    | zeros from the damage to the end of the file            | cut zeros         |
 //! | last    | damage, nothing valid after it                          | truncate tail     |
 //! | last    | damage, valid records after it, none proves it durable  | truncate unproven |
 //! | last    | damage below a durable offset carried by a later record | refuse            |
 //!
+//! "Cut zeros" cuts the file there without calling it a repair: the production
+//! devices write zeros ahead of the active segment's end (`io::zero_ahead`),
+//! and a size that reached the disk before its data looks the same; either
+//! way nothing was stored there. (Rotation cuts a segment to its last record
+//! before sealing it, so a sealed segment never ends in zeros.)
 //! "Truncate" cuts the file at the damage (and logs it): the bytes there were
 //! never synced, so nothing in them was acknowledged. "Truncate unproven" is
 //! the same for a crash that persisted later blocks but not earlier ones; the
@@ -48,6 +54,8 @@ pub(crate) enum SegmentRole {
 /// What follows the first damage in a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum After {
+    /// Only zeros, up to the end of the file.
+    Zeros,
     /// No valid record of this segment.
     Nothing,
     /// Valid records, all written before the damaged bytes were known durable.
@@ -65,6 +73,7 @@ pub(crate) enum ScanResult {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Decision {
     Accept,
+    CutZeros,
     TruncateTail,
     TruncateUnproven,
     Refuse,
@@ -75,6 +84,12 @@ pub(crate) fn decide(role: SegmentRole, scan: ScanResult) -> Decision {
     match (role, scan) {
         (SegmentRole::Sealed | SegmentRole::Last, ScanResult::Clean) => Decision::Accept,
         (SegmentRole::Sealed, ScanResult::Damaged { .. }) => Decision::Refuse,
+        (
+            SegmentRole::Last,
+            ScanResult::Damaged {
+                after: After::Zeros, ..
+            },
+        ) => Decision::CutZeros,
         (
             SegmentRole::Last,
             ScanResult::Damaged {
@@ -128,6 +143,17 @@ pub(crate) fn scan_segment(data: &[u8], segment: u64) -> SegmentScan {
             Parsed::Damaged(damage) => break damage,
         }
     };
+    if data[at..].iter().all(|&byte| byte == 0) {
+        return SegmentScan {
+            records,
+            valid_end: at,
+            result: ScanResult::Damaged {
+                damage,
+                after: After::Zeros,
+            },
+            records_after_damage: 0,
+        };
+    }
     let mut after = After::Nothing;
     let mut records_after_damage = 0;
     let mut cursor = at + 1;
@@ -154,16 +180,34 @@ mod tests {
 
     const ROLES: [SegmentRole; 2] = [SegmentRole::Sealed, SegmentRole::Last];
     const DAMAGES: [Damage; 4] = [Damage::Zero, Damage::Incomplete, Damage::Checksum, Damage::Misplaced];
-    const AFTERS: [After; 3] = [After::Nothing, After::UnprovenRecords, After::DurableProof];
+    const AFTERS: [After; 4] = [
+        After::Zeros,
+        After::Nothing,
+        After::UnprovenRecords,
+        After::DurableProof,
+    ];
 
     /// The module doc's table, row by row: role and scan patterns, then the decision.
     type Row = (fn(SegmentRole) -> bool, fn(ScanResult) -> bool, Decision);
-    const TABLE: [Row; 5] = [
+    const TABLE: [Row; 6] = [
         (|_| true, |scan| scan == ScanResult::Clean, Decision::Accept),
         (
             |role| role == SegmentRole::Sealed,
             |scan| scan != ScanResult::Clean,
             Decision::Refuse,
+        ),
+        (
+            |role| role == SegmentRole::Last,
+            |scan| {
+                matches!(
+                    scan,
+                    ScanResult::Damaged {
+                        after: After::Zeros,
+                        ..
+                    }
+                )
+            },
+            Decision::CutZeros,
         ),
         (
             |role| role == SegmentRole::Last,
@@ -229,7 +273,7 @@ mod tests {
                 assert_eq!(decide(role, scan), TABLE[rows[0]].2, "{role:?} {scan:?}");
             }
         }
-        assert_eq!(combinations, 2 * (1 + 4 * 3));
+        assert_eq!(combinations, 2 * (1 + 4 * 4));
     }
 
     #[test]
