@@ -110,8 +110,7 @@ impl<S: PageStore> WriteTxn<S> {
         self.check_usable()?;
         if !self.changed {
             if durable {
-                let newest = self.base;
-                make_durable(&self.shared, &mut self.writer, newest).await?;
+                sync_newest(&self.shared, &mut self.writer).await?;
             }
             return Ok(self.base.txn);
         }
@@ -145,28 +144,15 @@ impl<S: PageStore> WriteTxn<S> {
             }
         };
 
-        // This commit frees what it replaced and the previous free-list pages;
-        // none of them is reusable before this commit is durable.
-        let old_list_pages = std::mem::take(&mut writer.free_list_pages);
-        writer.free.push(txn, self.freed.drain(..).chain(old_list_pages));
-        // Taking pages for the list only shrinks it, so this loop ends; pages
-        // beyond what the final list needs stay in the chain, empty.
-        let mut list_pages = Vec::new();
-        while list_pages.len() < writer.free.pages_needed(layout) {
-            list_pages.push(allocator.allocate(&mut writer.free));
-        }
-        pages.extend(encode_chain(
-            layout,
-            PageType::FreeList,
-            txn,
-            &list_pages,
-            &writer.free.encode(),
-        ));
-
+        // This commit frees what it replaced; none of it is reusable before
+        // this commit is durable. The free list on disk is rewritten only when
+        // a commit is made durable (`make_durable`): a deferred commit's list
+        // would never be read.
+        writer.free.push(txn, self.freed.drain(..));
         let meta = Meta {
             txn,
             root,
-            free_list: list_pages.first().copied().unwrap_or(PageId(0)),
+            free_list: writer.free_list_pages.first().copied().unwrap_or(PageId(0)),
             page_count: allocator.next_page,
             entry_count: self.entry_count,
         };
@@ -174,26 +160,43 @@ impl<S: PageStore> WriteTxn<S> {
             shared.poison(format!("commit of txn {} failed: {error}", txn.0));
             return Err(BTreeError::Io(error));
         }
-        writer.free_list_pages = list_pages;
-        if durable {
-            make_durable(&shared, writer, meta).await?;
-        }
-        shared.publish(meta, writer.free.len());
+        let meta = if durable {
+            make_durable(&shared, writer, meta).await?
+        } else {
+            meta
+        };
+        shared.publish(meta, writer);
         guard.done = true;
         Ok(txn)
     }
 }
 
-/// Makes `meta` (the newest commit, its pages written) the durable one: sync
-/// its pages, then write and sync its meta into the slot that does not hold
-/// the last durable commit. Poisons the tree on failure.
+/// Makes the newest commit durable (a no-op if it is) and publishes it again
+/// with the free list `make_durable` wrote for it; returns its txn.
+pub(crate) async fn sync_newest<S: PageStore>(
+    shared: &Shared<S>,
+    writer: &mut crate::btree::WriterState,
+) -> Result<TxnId> {
+    let newest = shared.newest();
+    let durable = make_durable(shared, writer, newest).await?;
+    if durable != newest {
+        shared.republish(durable, writer);
+    }
+    Ok(newest.txn)
+}
+
+/// Makes `meta` (the newest commit, its pages written) the durable one: write
+/// the free list as of now into a chain stamped with its txn, sync the pages,
+/// then write and sync its meta into the slot that does not hold the last
+/// durable commit. Returns `meta` as written, naming that chain (which may
+/// have taken new pages at the end of the file). Poisons the tree on failure.
 pub(crate) async fn make_durable<S: PageStore>(
     shared: &Shared<S>,
     writer: &mut crate::btree::WriterState,
     meta: Meta,
-) -> Result<()> {
+) -> Result<Meta> {
     if meta.txn == writer.durable.txn {
-        return Ok(());
+        return Ok(writer.durable);
     }
     assert!(
         meta.txn > writer.durable.txn,
@@ -201,10 +204,12 @@ pub(crate) async fn make_durable<S: PageStore>(
         meta.txn.0,
         writer.durable.txn.0
     );
+    let (meta, list) = free_list_chain(shared, writer, meta);
     let slot = PageId(1 - writer.durable_slot.0);
     let meta_page = meta.encode(shared.layout, PageType::Meta, slot);
     let store = &shared.store;
     let written = async {
+        store.write_pages(list).await?;
         store.sync().await?;
         store.write_pages(vec![(slot, meta_page)]).await?;
         store.sync().await
@@ -216,5 +221,37 @@ pub(crate) async fn make_durable<S: PageStore>(
     }
     writer.durable = meta;
     writer.durable_slot = slot;
-    Ok(())
+    Ok(meta)
+}
+
+/// The free list as of `meta` (the newest commit) in a chain of pages stamped
+/// with its txn, and `meta` naming it. The previous chain's pages are freed by
+/// this commit: the last durable commit still names them, so they wait for a
+/// newer durable commit like every other page this commit freed.
+fn free_list_chain<S: PageStore>(
+    shared: &Shared<S>,
+    writer: &mut crate::btree::WriterState,
+    meta: Meta,
+) -> (Meta, Vec<(PageId, Bytes)>) {
+    let layout = shared.layout;
+    let mut allocator = Allocator {
+        bound: shared.reusable_bound().min(writer.durable.txn),
+        next_page: meta.page_count,
+    };
+    let old_list_pages = std::mem::take(&mut writer.free_list_pages);
+    writer.free.push(meta.txn, old_list_pages);
+    // Taking pages for the list only shrinks it, so this loop ends; pages
+    // beyond what the final list needs stay in the chain, empty.
+    let mut list_pages = Vec::new();
+    while list_pages.len() < writer.free.pages_needed(layout) {
+        list_pages.push(allocator.allocate(&mut writer.free));
+    }
+    let chain = encode_chain(layout, PageType::FreeList, meta.txn, &list_pages, &writer.free.encode());
+    let meta = Meta {
+        free_list: list_pages.first().copied().unwrap_or(PageId(0)),
+        page_count: allocator.next_page,
+        ..meta
+    };
+    writer.free_list_pages = list_pages;
+    (meta, chain)
 }

@@ -8,8 +8,11 @@
 //! intact until the next one is durable.
 //!
 //! On disk the list is a chain of `FreeList` pages carrying little-endian u64
-//! words: groups of `[freeing txn, n, page ids...]`. It is rewritten whole at
-//! each commit (like bbolt's); its own old pages are freed by that commit.
+//! words: groups of `[freeing txn, n, page ids...]`. It is rewritten whole
+//! when a commit is made durable (bbolt writes it at every commit; here
+//! deferred commits, one per apply, would rewrite a list that grows until the
+//! next durable commit and is never read); its old chain's pages are freed by
+//! that commit.
 
 use std::collections::BTreeMap;
 

@@ -19,12 +19,14 @@
 //! 1. Every node the transaction changed was copied into memory; it gets a page
 //!    freed by a transaction that neither a live snapshot nor the last durable
 //!    commit predates, or a new page at the end.
-//! 2. `write_pages` (tree, overflow and free-list pages). The commit is now
-//!    visible to readers. A *deferred* commit ([`WriteTxn::commit_deferred`])
-//!    stops here: the caller has the data elsewhere (braid's WAL) and makes the
-//!    tree durable later with [`BTree::sync`].
-//! 3. `sync`, then `write_pages` of the meta slot that does not hold the last
-//!    durable commit, then `sync`.
+//! 2. `write_pages` (tree and overflow pages). The commit is now visible to
+//!    readers. A *deferred* commit ([`WriteTxn::commit_deferred`]) stops here:
+//!    the caller has the data elsewhere (braid's WAL) and makes the tree
+//!    durable later with [`BTree::sync`]. Its free list stays in memory.
+//! 3. `write_pages` of the free list as of this commit (a new chain; the
+//!    previous chain's pages are freed by this commit), `sync`, then
+//!    `write_pages` of the meta slot that does not hold the last durable
+//!    commit, then `sync`.
 //!
 //! A crash before step 3 lands leaves the last durable meta in charge, and
 //! nothing it reaches was touched, however many deferred commits followed it:
@@ -42,7 +44,9 @@
 //! - A child page's txn id is at most its parent's: a reused page showing up
 //!   under an old parent is reported as corruption, never read as data.
 //! - Pages `2..page_count` are each exactly one of: reachable from the root,
-//!   in the free list, or a page of the free list itself (`verify`).
+//!   in the free list, or a page of the free-list chain written for the last
+//!   durable commit (`verify`). On disk the same holds for the durable commit
+//!   and the list its meta names.
 //! - Keys are at most [`BTree::key_bytes_max`] (half a page minus 64 bytes:
 //!   1984 bytes with 4 KiB pages); larger keys get [`BTreeError::KeyTooLarge`].
 //!   Values are below 4 GiB; values over a quarter page live in overflow chains.
@@ -151,6 +155,9 @@ pub(crate) struct Shared<S> {
 struct Readers {
     newest: Meta,
     free_page_count: u64,
+    /// Pages of `newest` that no reader reaches: the free list and the pages
+    /// of the chain last written for it (`ReadTxn::unreachable_pages`).
+    unreachable_pages: u64,
     /// Snapshot txn -> number of live `ReadTxn`s holding it.
     live: BTreeMap<TxnId, usize>,
 }
@@ -158,7 +165,8 @@ struct Readers {
 /// What only the writer touches.
 pub(crate) struct WriterState {
     pub(crate) free: FreeList,
-    /// Pages holding the newest commit's free list; freed by the next commit.
+    /// Pages of the free-list chain written for the last durable commit
+    /// (`commit::make_durable`); freed when the next one is written.
     pub(crate) free_list_pages: Vec<PageId>,
     /// The last durable commit and the meta slot holding it. Invariant: no
     /// page it reaches is written until a newer commit is durable.
@@ -183,12 +191,18 @@ impl<S: PageStore> Shared<S> {
         let _ = self.poison.set(cause);
     }
 
-    /// Registers a reader of the newest commit and returns that commit.
-    pub(crate) fn register_newest(&self) -> Meta {
+    /// Registers a reader of the newest commit and returns that commit with
+    /// the number of its pages no reader reaches.
+    pub(crate) fn register_newest(&self) -> (Meta, u64) {
         let mut readers = self.lock_readers();
         let newest = readers.newest;
         *readers.live.entry(newest.txn).or_insert(0) += 1;
-        newest
+        (newest, readers.unreachable_pages)
+    }
+
+    /// The newest commit.
+    pub(crate) fn newest(&self) -> Meta {
+        self.lock_readers().newest
     }
 
     pub(crate) fn register(&self, txn: TxnId) {
@@ -217,7 +231,9 @@ impl<S: PageStore> Shared<S> {
         oldest.map_or(readers.newest.txn, |oldest| oldest.min(readers.newest.txn))
     }
 
-    pub(crate) fn publish(&self, newest: Meta, free_page_count: u64) {
+    /// Makes `newest` the commit new readers and the next writer start from;
+    /// `writer` holds its free list.
+    pub(crate) fn publish(&self, newest: Meta, writer: &WriterState) {
         let mut readers = self.lock_readers();
         assert!(
             newest.txn > readers.newest.txn,
@@ -225,8 +241,29 @@ impl<S: PageStore> Shared<S> {
             newest.txn.0,
             readers.newest.txn.0
         );
-        readers.newest = newest;
-        readers.free_page_count = free_page_count;
+        readers.set_newest(newest, writer);
+    }
+
+    /// Publishes the newest commit again once `commit::make_durable` wrote
+    /// its free list (which names a new chain and may have grown the file).
+    /// Readers already holding it keep the copy they have: the tree is the same.
+    pub(crate) fn republish(&self, newest: Meta, writer: &WriterState) {
+        let mut readers = self.lock_readers();
+        assert!(
+            newest.txn == readers.newest.txn && newest.root == readers.newest.root,
+            "commit {} republished as newest, but {} is",
+            newest.txn.0,
+            readers.newest.txn.0
+        );
+        readers.set_newest(newest, writer);
+    }
+}
+
+impl Readers {
+    fn set_newest(&mut self, newest: Meta, writer: &WriterState) {
+        self.newest = newest;
+        self.free_page_count = writer.free.len();
+        self.unreachable_pages = writer.free.len() + writer.free_list_pages.len() as u64;
     }
 }
 
@@ -246,13 +283,13 @@ impl<S: PageStore> BTree<S> {
             None => create(&store, layout).await?,
         };
         let (free, free_list_pages) = read::read_free_list(&store, layout, &meta)?;
-        let free_page_count = free.len();
         let shared = Shared {
             store,
             layout,
             readers: Mutex::new(Readers {
                 newest: meta,
-                free_page_count,
+                free_page_count: free.len(),
+                unreachable_pages: free.len() + free_list_pages.len() as u64,
                 live: BTreeMap::new(),
             }),
             writer: Arc::new(tokio::sync::Mutex::new(WriterState {
@@ -271,8 +308,8 @@ impl<S: PageStore> BTree<S> {
     /// A consistent snapshot of the newest commit. Cheap; never waits for the writer.
     pub fn read(&self) -> Result<ReadTxn<S>> {
         self.shared.check_poison()?;
-        let meta = self.shared.register_newest();
-        Ok(ReadTxn::new(Arc::clone(&self.shared), meta))
+        let (meta, unreachable_pages) = self.shared.register_newest();
+        Ok(ReadTxn::new(Arc::clone(&self.shared), meta, unreachable_pages))
     }
 
     /// Starts the write transaction, waiting for the previous one to end.
@@ -291,9 +328,7 @@ impl<S: PageStore> BTree<S> {
         self.shared.check_poison()?;
         let mut writer = self.shared.writer.lock().await;
         self.shared.check_poison()?;
-        let newest = self.shared.lock_readers().newest;
-        commit::make_durable(&self.shared, &mut writer, newest).await?;
-        Ok(newest.txn)
+        commit::sync_newest(&self.shared, &mut writer).await
     }
 
     /// Makes every page written so far reach the disk, without the writer

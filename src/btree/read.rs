@@ -225,12 +225,19 @@ pub(crate) fn read_free_list<S: PageStore>(store: &S, layout: Layout, meta: &Met
 pub struct ReadTxn<S: PageStore> {
     shared: Arc<Shared<S>>,
     meta: Meta,
+    /// Data pages of this commit that its tree does not reach (free, or
+    /// holding the free list), as published with it.
+    unreachable_pages: u64,
 }
 
 impl<S: PageStore> ReadTxn<S> {
     /// `meta` must already be registered with `shared`.
-    pub(crate) fn new(shared: Arc<Shared<S>>, meta: Meta) -> ReadTxn<S> {
-        ReadTxn { shared, meta }
+    pub(crate) fn new(shared: Arc<Shared<S>>, meta: Meta, unreachable_pages: u64) -> ReadTxn<S> {
+        ReadTxn {
+            shared,
+            meta,
+            unreachable_pages,
+        }
     }
 
     pub(crate) fn reader(&self) -> PageReader<'_, S> {
@@ -243,6 +250,11 @@ impl<S: PageStore> ReadTxn<S> {
 
     pub(crate) fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// Data pages (`2..page_count`) that this commit's tree does not reach.
+    pub(crate) fn unreachable_pages(&self) -> u64 {
+        self.unreachable_pages
     }
 
     /// The commit this snapshot shows.
@@ -296,6 +308,7 @@ impl<S: PageStore> Clone for ReadTxn<S> {
         ReadTxn {
             shared: Arc::clone(&self.shared),
             meta: self.meta,
+            unreachable_pages: self.unreachable_pages,
         }
     }
 }

@@ -84,13 +84,13 @@ impl<S: PageStore> SnapshotStream<S> {
     /// Bytes the whole stream yields (header, every reachable page, trailer),
     /// known before streaming so etcd's `remaining_bytes` can count down. By
     /// the file invariant (`mod.rs`), the pages reachable from the root are
-    /// the data pages that are neither free nor holding the free list, and
-    /// the commit's free list is still intact while this stream pins it.
+    /// the data pages that are neither free nor holding the free list; their
+    /// count was published with the commit (a deferred commit's free list is
+    /// only in memory).
     pub fn total_bytes(&self) -> Result<u64> {
         let meta = self.txn.meta();
         let layout = self.txn.reader().layout;
-        let (free, list_pages) = crate::btree::read::read_free_list(self.txn.reader().store, layout, meta)?;
-        let not_reachable = free.len() + list_pages.len() as u64;
+        let not_reachable = self.txn.unreachable_pages();
         let reachable = (meta.page_count - FIRST_DATA_PAGE)
             .checked_sub(not_reachable)
             .ok_or_else(|| {

@@ -156,18 +156,22 @@ impl<S: PageStore> BTree<S> {
         walk.node(meta.root, meta.txn, None, None, 1)?;
         walk.report.depth = walk.leaf_depth.unwrap_or(0);
 
-        let (free, list_pages) = read_free_list(&self.shared.store, layout, &meta)?;
-        if free != writer.free || list_pages != writer.free_list_pages {
-            return Err(BTreeError::corrupt(
-                meta.free_list,
-                "free list on disk differs from the writer's copy".to_string(),
-            ));
+        // The list on disk is the one written when the last commit was made
+        // durable; after deferred commits only the writer's copy is current.
+        if writer.durable == meta {
+            let (free, list_pages) = read_free_list(&self.shared.store, layout, &meta)?;
+            if free != writer.free || list_pages != writer.free_list_pages {
+                return Err(BTreeError::corrupt(
+                    meta.free_list,
+                    "free list on disk differs from the writer's copy".to_string(),
+                ));
+            }
         }
-        for (_, page) in free.iter() {
+        for (_, page) in writer.free.iter() {
             walk.claim(page, Owner::Free)?;
             walk.report.free_pages += 1;
         }
-        for page in list_pages {
+        for &page in &writer.free_list_pages {
             walk.claim(page, Owner::FreeListPage)?;
             walk.report.free_list_pages += 1;
         }

@@ -1,11 +1,13 @@
 //! Proves deferred commits: each is visible to readers at once, a crash (unsynced pages
 //! kept, dropped or torn) reopens exactly the last durable commit however many deferred
 //! commits followed it, `sync` and a durable commit make everything before them durable,
-//! and a reader of an old commit stays intact while deferred commits reuse pages.
+//! a reader of an old commit stays intact while deferred commits reuse pages, and the
+//! free list reaches the disk only with a durable commit.
 
 use rand::Rng;
 
 use super::{assert_same, open, random_key, random_value, rng_for, run, seeds, Model};
+use crate::btree::page::{check_page, Layout, PageType};
 use crate::btree::tests::page_store::MemPageStore;
 use crate::btree::TxnId;
 
@@ -107,6 +109,62 @@ fn a_reader_keeps_its_commit_while_deferred_commits_reuse_pages() {
                 assert_same(&held, &held_model, &format!("seed {seed} round {round}: held reader"));
             }
             tree.verify().await.expect("verify");
+        });
+    }
+}
+
+#[test]
+fn deferred_commits_leave_the_free_list_to_the_durable_one() {
+    for seed in seeds(13, 8) {
+        let mut rng = rng_for(seed);
+        run(async {
+            let page_size = 512;
+            let layout = Layout::new(page_size).expect("layout");
+            let store = MemPageStore::new(page_size);
+            let tree = open(&store).await;
+            let mut model = Model::new();
+            let key_bytes_max = tree.key_bytes_max();
+            let pending_types = |store: &MemPageStore| -> Vec<PageType> {
+                let ids = store.pending_ids();
+                let headers = ids.iter().map(|id| check_page(layout, *id, &store.page(*id)));
+                headers.map(|header| header.expect("pending page").page_type).collect()
+            };
+            for round in 0..12 {
+                let context = format!("seed {seed} round {round}");
+                // Rewrites most keys, so every commit frees pages.
+                for _ in 0..6 {
+                    let mut write = tree.write().await.expect("write");
+                    for _ in 0..25 {
+                        let key = random_key(&mut rng, 60, key_bytes_max);
+                        let value = random_value(&mut rng, 0);
+                        write.put(&key, value.clone()).expect("put");
+                        model.insert(key, value);
+                    }
+                    write.commit_deferred().await.expect("deferred commit");
+                }
+                assert!(tree.stats().free_page_count > 0, "{context}: nothing freed");
+                let types = pending_types(&store);
+                assert!(
+                    !types.contains(&PageType::FreeList),
+                    "{context}: a deferred commit wrote its free list: {types:?}"
+                );
+                // A snapshot of a deferred commit knows its size without a list on disk.
+                let read = tree.read().expect("read");
+                let mut stream = read.snapshot();
+                let announced = stream.total_bytes().expect("total bytes");
+                let streamed: usize = stream.by_ref().map(|page| page.expect("stream").len()).sum();
+                assert_eq!(streamed as u64, announced, "{context}: snapshot size");
+                drop((stream, read));
+                tree.verify()
+                    .await
+                    .unwrap_or_else(|error| panic!("{context}: verify deferred: {error}"));
+                tree.sync().await.expect("sync");
+                // verify compares the list the durable meta names with the writer's.
+                tree.verify()
+                    .await
+                    .unwrap_or_else(|error| panic!("{context}: verify durable: {error}"));
+                assert_same(&tree.read().expect("read"), &model, &context);
+            }
         });
     }
 }
