@@ -13,14 +13,24 @@ use crate::io::{PageId, PageStore};
 
 /// Hands out pages: reusable free pages first, then new pages at the end.
 struct Allocator {
-    /// Pages freed at or before this txn are safe to overwrite.
-    bound: TxnId,
+    /// The oldest snapshot a reader (or the writer's base) holds.
+    readers: TxnId,
+    /// The last durable commit, which pins the pages it reaches like a reader.
+    durable: TxnId,
     next_page: u64,
 }
 
 impl Allocator {
+    fn new<S: PageStore>(shared: &Shared<S>, writer: &crate::btree::WriterState, next_page: u64) -> Allocator {
+        Allocator {
+            readers: shared.reusable_bound(),
+            durable: writer.durable.txn,
+            next_page,
+        }
+    }
+
     fn allocate(&mut self, free: &mut FreeList) -> PageId {
-        free.pop_reusable(self.bound).unwrap_or_else(|| {
+        free.pop_reusable(self.readers, self.durable).unwrap_or_else(|| {
             self.next_page += 1;
             PageId(self.next_page - 1)
         })
@@ -123,11 +133,7 @@ impl<S: PageStore> WriteTxn<S> {
             done: false,
         };
         let writer = &mut *self.writer;
-        let mut allocator = Allocator {
-            // The last durable commit pins its pages like a reader.
-            bound: shared.reusable_bound().min(writer.durable.txn),
-            next_page: self.base.page_count,
-        };
+        let mut allocator = Allocator::new(&shared, writer, self.base.page_count);
         let mut pages = Vec::new();
 
         let root = match self.root {
@@ -144,11 +150,15 @@ impl<S: PageStore> WriteTxn<S> {
             }
         };
 
-        // This commit frees what it replaced; none of it is reusable before
-        // this commit is durable. The free list on disk is rewritten only when
-        // a commit is made durable (`make_durable`): a deferred commit's list
-        // would never be read.
-        writer.free.push(txn, self.freed.drain(..));
+        // This commit frees what it replaced. Pages written since the last
+        // durable commit are out of its reach and can be rewritten once no
+        // reader needs them; the rest wait for a newer durable commit. The free
+        // list on disk is rewritten only when a commit is made durable
+        // (`make_durable`): a deferred commit's list would never be read.
+        let durable_txn = writer.durable.txn;
+        let (recent, pinned): (Vec<_>, Vec<_>) = self.freed.drain(..).partition(|(_, written)| *written > durable_txn);
+        writer.free.push(txn, pinned.into_iter().map(|(page, _)| page));
+        writer.free.push_recent(txn, recent.into_iter().map(|(page, _)| page));
         let meta = Meta {
             txn,
             root,
@@ -234,10 +244,10 @@ fn free_list_chain<S: PageStore>(
     meta: Meta,
 ) -> (Meta, Vec<(PageId, Bytes)>) {
     let layout = shared.layout;
-    let mut allocator = Allocator {
-        bound: shared.reusable_bound().min(writer.durable.txn),
-        next_page: meta.page_count,
-    };
+    let mut allocator = Allocator::new(shared, writer, meta.page_count);
+    // `meta` is the newest commit: every page in the list was freed at or
+    // before it, so once it is durable none is newer than the durable commit.
+    writer.free.settle();
     let old_list_pages = std::mem::take(&mut writer.free_list_pages);
     writer.free.push(meta.txn, old_list_pages);
     // Taking pages for the list only shrinks it, so this loop ends; pages

@@ -4,8 +4,11 @@
 //! A page freed by transaction `f` is still reachable from every snapshot older
 //! than `f`, so it may be written again only when no live reader has a
 //! snapshot older than `f`: reuse requires `f <= oldest live snapshot`. The
-//! writer's base snapshot counts as live, which keeps the previous commit
-//! intact until the next one is durable.
+//! writer's base snapshot counts as live. The last durable commit `d` pins
+//! pages like a reader (a crash reopens it), except pages written after it:
+//! `d` never reaches a page written by a later txn, so those wait for readers
+//! only (`recent`). Deferred commits between two durable ones thus rewrite the
+//! same few pages instead of taking new ones for every apply.
 //!
 //! On disk the list is a chain of `FreeList` pages carrying little-endian u64
 //! words: groups of `[freeing txn, n, page ids...]`. It is rewritten whole
@@ -22,9 +25,16 @@ use crate::io::PageId;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FreeList {
-    /// Invariant: no page appears twice, and no page listed here is reachable
-    /// from the newest committed tree.
+    /// Invariant: no page appears twice (in either map), and no page listed
+    /// here is reachable from the newest committed tree.
     by_txn: BTreeMap<TxnId, Vec<PageId>>,
+    /// Pages both written and freed since the last durable commit, by the
+    /// freeing txn. That commit cannot reach them (it never reaches a page
+    /// written after it), so only readers hold them back: one apply's path
+    /// is rewritten in place by the next instead of in new pages until the
+    /// next durable commit. `settle` moves them to `by_txn` once a newer
+    /// commit is durable; the list on disk is always settled.
+    recent: BTreeMap<TxnId, Vec<PageId>>,
     page_count: u64,
 }
 
@@ -33,37 +43,46 @@ impl FreeList {
         self.page_count
     }
 
+    /// Frees `pages` at `txn`; the last durable commit may reach them.
     pub(crate) fn push(&mut self, txn: TxnId, pages: impl IntoIterator<Item = PageId>) {
-        let group = self.by_txn.entry(txn).or_default();
-        let before = group.len();
-        group.extend(pages);
-        self.page_count += (group.len() - before) as u64;
-        if group.is_empty() {
-            self.by_txn.remove(&txn);
-        }
+        self.page_count += push_group(&mut self.by_txn, txn, pages);
     }
 
-    /// Takes a page freed by a transaction at or before `bound`, oldest first.
-    pub(crate) fn pop_reusable(&mut self, bound: TxnId) -> Option<PageId> {
-        let mut entry = self.by_txn.first_entry()?;
-        if *entry.key() > bound {
-            return None;
+    /// Frees `pages` at `txn`; each was written after the last durable commit.
+    pub(crate) fn push_recent(&mut self, txn: TxnId, pages: impl IntoIterator<Item = PageId>) {
+        self.page_count += push_group(&mut self.recent, txn, pages);
+    }
+
+    /// Takes a page no reader and no durable commit needs: one written and
+    /// freed since the last durable commit and freed at or before `readers`
+    /// (the oldest live snapshot), else one freed at or before both `readers`
+    /// and `durable`; oldest first within each.
+    pub(crate) fn pop_reusable(&mut self, readers: TxnId, durable: TxnId) -> Option<PageId> {
+        let page = pop_group(&mut self.recent, readers).or_else(|| pop_group(&mut self.by_txn, readers.min(durable)));
+        if page.is_some() {
+            self.page_count -= 1;
         }
-        let page = entry.get_mut().pop().expect("free-list groups are never empty");
-        if entry.get().is_empty() {
-            entry.remove();
+        page
+    }
+
+    /// A commit at least as new as every freeing txn here became durable: no
+    /// page is newer than it any more.
+    pub(crate) fn settle(&mut self) {
+        for (txn, pages) in std::mem::take(&mut self.recent) {
+            self.by_txn.entry(txn).or_default().extend(pages);
         }
-        self.page_count -= 1;
-        Some(page)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (TxnId, PageId)> + '_ {
         self.by_txn
             .iter()
+            .chain(&self.recent)
             .flat_map(|(txn, pages)| pages.iter().map(move |page| (*txn, *page)))
     }
 
+    /// Bytes `encode` writes; the list must be settled.
     pub(crate) fn encoded_bytes(&self) -> usize {
+        assert!(self.recent.is_empty(), "only a settled free list is written");
         8 * (2 * self.by_txn.len() + self.page_count as usize)
     }
 
@@ -72,6 +91,7 @@ impl FreeList {
         self.encoded_bytes().div_ceil(layout.chain_data_bytes())
     }
 
+    /// The list in its on-disk form; it must be settled.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.encoded_bytes());
         for (txn, pages) in &self.by_txn {
@@ -117,4 +137,29 @@ impl FreeList {
         }
         Ok(list)
     }
+}
+
+/// Adds `pages` to `txn`'s group (created if new, removed if still empty); returns how many.
+fn push_group(groups: &mut BTreeMap<TxnId, Vec<PageId>>, txn: TxnId, pages: impl IntoIterator<Item = PageId>) -> u64 {
+    let group = groups.entry(txn).or_default();
+    let before = group.len();
+    group.extend(pages);
+    let added = (group.len() - before) as u64;
+    if group.is_empty() {
+        groups.remove(&txn);
+    }
+    added
+}
+
+/// Takes a page from the oldest group if it was freed at or before `bound`.
+fn pop_group(groups: &mut BTreeMap<TxnId, Vec<PageId>>, bound: TxnId) -> Option<PageId> {
+    let mut entry = groups.first_entry()?;
+    if *entry.key() > bound {
+        return None;
+    }
+    let page = entry.get_mut().pop().expect("free-list groups are never empty");
+    if entry.get().is_empty() {
+        entry.remove();
+    }
+    Some(page)
 }

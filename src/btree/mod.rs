@@ -17,8 +17,9 @@
 //! # Commit protocol
 //!
 //! 1. Every node the transaction changed was copied into memory; it gets a page
-//!    freed by a transaction that neither a live snapshot nor the last durable
-//!    commit predates, or a new page at the end.
+//!    freed by a transaction that no live snapshot predates and that the last
+//!    durable commit does not reach (freed before it, or written after it:
+//!    `freelist.rs`), or a new page at the end.
 //! 2. `write_pages` (tree and overflow pages). The commit is now visible to
 //!    readers. A *deferred* commit ([`WriteTxn::commit_deferred`]) stops here:
 //!    the caller has the data elsewhere (braid's WAL) and makes the tree

@@ -365,7 +365,7 @@ impl<S: PageStore> SnapshotRestore<S> {
         let mut list_pages = Vec::new();
         while list_pages.len() < free.pages_needed(self.layout) {
             let page = free
-                .pop_reusable(header.txn)
+                .pop_reusable(header.txn, header.txn)
                 .expect("the free list holds the pages it needs");
             list_pages.push(page);
         }

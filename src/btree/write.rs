@@ -28,8 +28,9 @@ pub struct WriteTxn<S: PageStore> {
     /// Invariant: a dirty node's parent is dirty (copy-on-write copies whole paths).
     pub(crate) root: Child,
     pub(crate) arena: Vec<Node>,
-    /// Pages of the base tree this transaction no longer references.
-    pub(crate) freed: Vec<PageId>,
+    /// Pages of the base tree this transaction no longer references, with
+    /// the txn that wrote each (`TxnId(0)` where not known: overflow pages).
+    pub(crate) freed: Vec<(PageId, TxnId)>,
     pub(crate) entry_count: u64,
     pub(crate) changed: bool,
     /// Set when an operation failed half-way; the arena may then be inconsistent.
@@ -219,7 +220,7 @@ impl<S: PageStore> WriteTxn<S> {
             Child::Page(id) => {
                 let page = self.reader().node(id, self.base.txn)?;
                 self.arena.push(Node::from_page(&page));
-                self.freed.push(id);
+                self.freed.push((id, page.txn));
                 Ok(self.arena.len() - 1)
             }
         }
@@ -253,7 +254,7 @@ impl<S: PageStore> WriteTxn<S> {
     fn release(&mut self, value: &Value) -> Result<()> {
         if let Value::Overflow { first, len } = value {
             let (_, pages) = self.reader().overflow_value(*first, *len, self.base.txn)?;
-            self.freed.extend(pages);
+            self.freed.extend(pages.into_iter().map(|page| (page, TxnId(0))));
         }
         Ok(())
     }
