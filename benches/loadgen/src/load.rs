@@ -109,7 +109,7 @@ pub async fn run_client(
 ) -> Histogram<u64> {
     let mut histogram = new_histogram();
     let mut random = SmallRng::seed_from_u64(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index as u64);
-    let mut pacer = pacer(&options);
+    let mut pacer = pacer(&options, index);
     while let Some(sequence) = shared.next_request() {
         if let Some(interval) = pacer.as_mut() {
             interval.tick().await;
@@ -140,12 +140,16 @@ pub async fn run_client(
 }
 
 /// With --rate, each client sends at most rate/clients requests a second.
-fn pacer(options: &Options) -> Option<tokio::time::Interval> {
+/// Client `index` starts `index / clients` of a period late, so the clients'
+/// requests arrive spread over each period rather than all at its start (a
+/// burst of every client at once every period is not a sustained rate).
+fn pacer(options: &Options, index: usize) -> Option<tokio::time::Interval> {
     if options.rate_per_second == 0 {
         return None;
     }
     let period = Duration::from_secs_f64(options.clients as f64 / options.rate_per_second as f64);
-    let mut interval = tokio::time::interval(period);
+    let offset = period.mul_f64(index as f64 / options.clients as f64);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     Some(interval)
 }
