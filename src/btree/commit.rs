@@ -156,9 +156,7 @@ impl<S: PageStore> WriteTxn<S> {
         // list on disk is rewritten only when a commit is made durable
         // (`make_durable`): a deferred commit's list would never be read.
         let durable_txn = writer.durable.txn;
-        let (recent, pinned): (Vec<_>, Vec<_>) = self.freed.drain(..).partition(|(_, written)| *written > durable_txn);
-        writer.free.push(txn, pinned.into_iter().map(|(page, _)| page));
-        writer.free.push_recent(txn, recent.into_iter().map(|(page, _)| page));
+        writer.free.free_written(txn, self.freed.drain(..), durable_txn);
         let meta = Meta {
             txn,
             root,

@@ -48,9 +48,29 @@ impl FreeList {
         self.page_count += push_group(&mut self.by_txn, txn, pages);
     }
 
-    /// Frees `pages` at `txn`; each was written after the last durable commit.
-    pub(crate) fn push_recent(&mut self, txn: TxnId, pages: impl IntoIterator<Item = PageId>) {
-        self.page_count += push_group(&mut self.recent, txn, pages);
+    /// Frees `pages` at `txn`, each with the txn that wrote it: those written
+    /// after `durable` (the last durable commit) go to `recent`.
+    pub(crate) fn free_written(
+        &mut self,
+        txn: TxnId,
+        pages: impl IntoIterator<Item = (PageId, TxnId)>,
+        durable: TxnId,
+    ) {
+        let (pinned, recent) = (self.by_txn.entry(txn).or_default(), self.recent.entry(txn).or_default());
+        let before = pinned.len() + recent.len();
+        for (page, written) in pages {
+            if written > durable {
+                recent.push(page);
+            } else {
+                pinned.push(page);
+            }
+        }
+        self.page_count += (pinned.len() + recent.len() - before) as u64;
+        for groups in [&mut self.by_txn, &mut self.recent] {
+            if groups.get(&txn).is_some_and(Vec::is_empty) {
+                groups.remove(&txn);
+            }
+        }
     }
 
     /// Takes a page no reader and no durable commit needs: one written and

@@ -284,21 +284,24 @@ impl<S: PageStore> BTree<S> {
             None => create(&store, layout).await?,
         };
         let (free, free_list_pages) = read::read_free_list(&store, layout, &meta)?;
+        let writer = WriterState {
+            free,
+            free_list_pages,
+            durable: meta,
+            durable_slot: slot,
+        };
+        let mut readers = Readers {
+            newest: meta,
+            free_page_count: 0,
+            unreachable_pages: 0,
+            live: BTreeMap::new(),
+        };
+        readers.set_newest(meta, &writer);
         let shared = Shared {
             store,
             layout,
-            readers: Mutex::new(Readers {
-                newest: meta,
-                free_page_count: free.len(),
-                unreachable_pages: free.len() + free_list_pages.len() as u64,
-                live: BTreeMap::new(),
-            }),
-            writer: Arc::new(tokio::sync::Mutex::new(WriterState {
-                free,
-                free_list_pages,
-                durable: meta,
-                durable_slot: slot,
-            })),
+            readers: Mutex::new(readers),
+            writer: Arc::new(tokio::sync::Mutex::new(writer)),
             poison: OnceLock::new(),
         };
         Ok(BTree {
